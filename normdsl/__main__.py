@@ -1,0 +1,5 @@
+import sys
+
+from normdsl.cli import main
+
+sys.exit(main())

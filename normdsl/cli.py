@@ -1,0 +1,217 @@
+"""The ``normdsl`` command: argument parsing, reading files, printing, exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from normdsl import summary
+from normdsl.check import Network, check
+from normdsl.diagnostics import SpecError
+from normdsl.layers import Shape
+from normdsl.parser import parse
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+MAX_SPEC_BYTES = 10 * 1024 * 1024
+
+
+class UsageError(Exception):
+    """Exit code 2: the command line or the files it names cannot be used."""
+
+
+class BadFile(Exception):
+    """Exit code 1: the file exists but is not spec text."""
+
+
+def read_spec(path: str) -> str:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: is a directory, not a spec file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise BadFile(f"{path}: {size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    if b"\0" in data:
+        raise BadFile(f"{path}: is a binary file, not spec text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadFile(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+
+
+def _shape(text: str) -> Shape:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas, e.g. 32,32,3; got {text!r}"
+        ) from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"dimensions must be positive, got {text!r}")
+    return shape
+
+
+def _network(args: argparse.Namespace, path: str) -> Network:
+    network = check(parse(read_spec(path), filename=path), input_shape=args.input)
+    for warning in network.warnings:
+        print(warning.render(network.source, path), file=sys.stderr)
+    return network
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            network = _network(args, path)
+        except SpecError as exc:
+            print(exc.render(), file=sys.stderr)
+            status = max(status, EXIT_SPEC)
+        except BadFile as exc:
+            print(f"normdsl: error: {exc}", file=sys.stderr)
+            status = max(status, EXIT_SPEC)
+        except UsageError as exc:
+            print(f"normdsl: error: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+        else:
+            print(f"{path}: ok, {summary.one_line(network)}")
+    return status
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    print(parse(read_spec(args.spec), filename=args.spec).to_json())
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    network = _network(args, args.spec)
+    if args.keras:
+        from normdsl.emit_keras import build_model
+
+        build_model(network).summary()
+    else:
+        print(summary.as_json(network) if args.json else summary.text(network))
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from normdsl.emit_source import render
+    from normdsl.writer import guard, write_text
+
+    network = _network(args, args.spec)
+    out = args.output or str(Path(args.spec).with_suffix(".py"))
+    if out != "-":
+        guard(Path(out), force=args.force)
+    code = render(network, args.template, template_dir=args.template_dir)
+    if out == "-":
+        sys.stdout.write(code)
+    else:
+        write_text(Path(out), code)
+        print(f"wrote {out}: {summary.one_line(network)}", file=sys.stderr)
+    if args.verify:
+        return _verify(code, network)
+    return EXIT_OK
+
+
+def _verify(code: str, network: Network) -> int:
+    from normdsl.emit_keras import differences, keras_module
+
+    keras_module()
+    namespace: dict[str, object] = {"__name__": "normdsl_verify"}
+    exec(compile(code, "<generated>", "exec"), namespace)
+    model = namespace["build_model"]()  # type: ignore[operator]
+    found = differences(model, network)
+    for line in found:
+        print(f"normdsl: verify: {line}", file=sys.stderr)
+    if found:
+        return EXIT_SPEC
+    print(
+        f"verified: Keras builds {len(network.layers)} layers with the same shapes and {network.params:,} params",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    from normdsl.emit_keras import build_model
+    from normdsl.writer import guard, write_atomically
+
+    network = _network(args, args.spec)
+    out = Path(args.output)
+    if out.suffix != ".keras":
+        raise UsageError(f"{out}: Keras saves models to files ending in .keras")
+    guard(out, force=args.force, ours=lambda _: False)  # a .keras file carries no marker: overwrite only with --force
+    model = build_model(network)
+    write_atomically(out, lambda tmp: model.save(tmp))
+    print(f"saved {out}: {summary.one_line(network)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    from normdsl import __version__
+
+    top = argparse.ArgumentParser(
+        prog="normdsl", description="Check, summarize and generate Keras models from normdsl specs."
+    )
+    top.add_argument("--version", action="version", version=f"normdsl {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: object, help: str, *, many: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if many:
+            p.add_argument("specs", nargs="+", metavar="SPEC")
+        else:
+            p.add_argument("spec", metavar="SPEC")
+        p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape, e.g. 32,32,3")
+        p.set_defaults(run=run)
+        return p
+
+    command("check", cmd_check, "validate spec files", many=True)
+    p = command("parse", cmd_parse, "print a spec's syntax tree")
+    p.add_argument("--json", action="store_true", help="as JSON (the only format; accepted for clarity)")
+    p = command("summary", cmd_summary, "print static shapes, parameter counts, MACs and activation memory")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--keras", action="store_true", help="build the model with Keras and print Keras's own summary")
+    p = command("build", cmd_build, "write black-formatted Keras code for a spec")
+    p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")
+    p.add_argument("--template", default="model", metavar="NAME", help="template to render (default: model)")
+    p.add_argument("--template-dir", type=Path, metavar="DIR", help="a folder of your own NAME.py.j2 templates")
+    p.add_argument(
+        "--verify", action="store_true", help="then build the written code with Keras and compare its figures"
+    )
+    p = command("save", cmd_save, "build the model with Keras and save it as a .keras file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from normdsl.emit_keras import TensorFlowMissing
+    from normdsl.writer import WriteRefused
+
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except BadFile as exc:
+        print(f"normdsl: error: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    except (UsageError, WriteRefused, TensorFlowMissing, ValueError) as exc:
+        print(f"normdsl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"normdsl: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("normdsl: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,97 @@
+"""Span, Diagnostic and SpecError, and rendering them compiler-style."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of spec text: 1-based line/column, end exclusive, plus 0-based offsets."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start: int
+    end: int
+
+    @staticmethod
+    def at(text: str, offset: int, length: int = 1) -> Span:
+        """The span of ``length`` characters at ``offset`` in ``text``."""
+        offset = max(0, min(offset, len(text)))
+        length = max(0, min(length, len(text) - offset))
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        end = offset + length
+        end_line = text.count("\n", 0, end) + 1
+        end_column = end - (text.rfind("\n", 0, end) + 1) + 1
+        return Span(line, column, end_line, end_column, offset, end)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    severity: Severity
+    message: str
+    span: Span
+    hint: str | None = None
+    # Further places worth showing (e.g. where a block was used), with a label each.
+    notes: tuple[tuple[str, Span], ...] = ()
+
+    def render(self, source: str, filename: str) -> str:
+        return render(self, source, filename)
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used, with every diagnostic found (errors, and warnings alongside)."""
+
+    def __init__(
+        self, diagnostics: list[Diagnostic] | tuple[Diagnostic, ...], source: str = "", filename: str = "<spec>"
+    ):
+        self.diagnostics = tuple(diagnostics)
+        self.source = source
+        self.filename = filename
+        super().__init__(self.render())
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "error")
+
+    def render(self) -> str:
+        return "\n".join(render(d, self.source, self.filename) for d in self.diagnostics)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def render(diagnostic: Diagnostic, source: str, filename: str) -> str:
+    """``file:line:col: severity: message``, the source line, a caret underline, then the hint."""
+    span = diagnostic.span
+    out = [f"{filename}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
+    out += _excerpt(source, span)
+    for label, where in diagnostic.notes:
+        out.append(f"{filename}:{where.line}:{where.column}: note: {label}")
+        out += _excerpt(source, where)
+    if diagnostic.hint:
+        out.append(f"  hint: {diagnostic.hint}")
+    return "\n".join(out)
+
+
+def _excerpt(source: str, span: Span) -> list[str]:
+    lines = source.splitlines() or [""]
+    if not 1 <= span.line <= len(lines) + 1:
+        return []
+    text = _printable(lines[span.line - 1] if span.line <= len(lines) else "")
+    if len(text) > 200:  # very long lines: show a window around the caret
+        lo = max(0, span.column - 1 - 80)
+        shown, shift = text[lo : lo + 160], lo
+    else:
+        shown, shift = text, 0
+    start = span.column - 1 - shift
+    width = (span.end_column - span.column) if span.end_line == span.line else len(shown) - start
+    width = max(1, min(width, max(1, len(shown) - start)))
+    return [f"  {shown}", "  " + " " * start + "^" + "~" * (width - 1)]

@@ -1,0 +1,434 @@
+"""THE registry of layer kinds: Keras class, parameters (types, ranges, defaults) and the shape/param rule.
+
+Adding a layer kind is one ``LayerKind`` entry in ``KINDS``; the checker, the summary and both
+emitters read everything from here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Shape = tuple[int, ...]  # without the batch dimension
+Config = Mapping[str, object]  # resolved Keras keyword arguments, every parameter present
+
+
+class Problem(Exception):
+    """A layer cannot be applied: the message and hint become a diagnostic at the layer."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    shape: Shape
+    trainable: int = 0
+    non_trainable: int = 0
+    macs: int = 0  # multiply-accumulates per sample (conv and dense only)
+    problems: tuple[Problem, ...] = ()  # legal-shape but invalid (e.g. group divisibility)
+
+
+# ---- parameter value types -------------------------------------------------------------------
+
+ValueType = Literal["int", "float", "bool", "pair", "padding2d", "choice", "activation", "name", "axis"]
+
+ACTIVATIONS = (
+    "relu", "gelu", "silu", "swish", "sigmoid", "tanh", "softmax", "elu", "selu", "linear",
+    "relu6", "leaky_relu", "softplus", "softsign", "exponential", "hard_sigmoid", "hard_silu", "mish", "log_softmax",
+)  # fmt: skip
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    key: str  # as written in the spec: k
+    keras: str  # the Keras keyword: kernel_size
+    type: ValueType
+    default: object = None  # Keras's default; an argument equal to it is not written out
+    lo: float | None = None  # inclusive lower bound for numbers (pairs: each element)
+    hi: float | None = None
+    lo_open: bool = False  # lo is exclusive
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    always: bool = False  # written even when equal to the default (padding, axis, groups: as the seed does)
+    positional: bool = False  # written positionally in Keras calls (in signature order)
+
+    def describe(self) -> str:
+        """What values are allowed, in words, for error messages."""
+        bounds = _bounds(self)
+        return {
+            "int": f"an integer{bounds}",
+            "float": f"a number{bounds}",
+            "bool": "true or false",
+            "pair": f"an integer{bounds} or a pair of them, e.g. (1, 7)",
+            "padding2d": "an integer ≥ 0, a pair (h, w), or ((top, bottom), (left, right))",
+            "choice": " or ".join(self.choices),
+            "activation": "an activation: " + ", ".join(ACTIVATIONS),
+            "name": "a name of letters, digits, '_', '.' and '-', starting with a letter (at most 100 characters)",
+            "axis": "an axis index such as -1",
+        }[self.type]
+
+
+def _bounds(p: Param) -> str:
+    lo = "" if p.lo is None else (">" if p.lo_open else "≥") + f" {p.lo:g}"
+    hi = "" if p.hi is None else ("<" if p.hi_open else "≤") + f" {p.hi:g}"
+    return (
+        f" {lo}"
+        if lo and not hi
+        else f" {hi}" if hi and not lo else f" in [{p.lo:g}, {p.hi:g}{')' if p.hi_open else ']'}" if lo else ""
+    )
+
+
+def _in_range(p: Param, x: float) -> bool:
+    if p.lo is not None and (x <= p.lo if p.lo_open else x < p.lo):
+        return False
+    return p.hi is None or (x < p.hi if p.hi_open else x <= p.hi)
+
+
+def coerce(p: Param, value: object) -> object:
+    """The validated Keras value for a spec value, or ``Problem``."""
+    bad = Problem(f"'{p.key}' must be {p.describe()}, got {_show(value)}", None)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if p.type == "int" or p.type == "axis":
+        if not is_int or not _in_range(p, value):  # type: ignore[arg-type]
+            raise bad
+        return value
+    if p.type == "float":
+        if not (is_int or isinstance(value, float)) or not math.isfinite(value) or not _in_range(p, value):  # type: ignore[arg-type]
+            raise bad
+        return float(value)  # type: ignore[arg-type]
+    if p.type == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if p.type == "pair":
+        items = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and _in_range(p, v) for v in items):
+            raise bad
+        return value
+    if p.type == "padding2d":
+        if _pad_pairs(value) is None:
+            raise bad
+        return value
+    if p.type in ("choice", "activation"):
+        allowed = p.choices if p.type == "choice" else ACTIVATIONS
+        if not isinstance(value, str) or value not in allowed:
+            raise bad
+        return value
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):  # name
+        raise bad
+    return value
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def pair(value: object) -> tuple[int, int]:
+    """3 → (3, 3); (1, 7) → (1, 7)."""
+    if isinstance(value, tuple):
+        return (int(value[0]), int(value[1]))
+    return (int(value), int(value))  # type: ignore[call-overload]
+
+
+def _pad_pairs(value: object) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Keras ZeroPadding2D's three forms → ((top, bottom), (left, right)), or None if malformed."""
+
+    def nat(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if nat(value):
+        return ((value, value), (value, value))  # type: ignore[return-value]
+    if isinstance(value, tuple) and len(value) == 2:
+        if all(nat(v) for v in value):
+            return ((value[0], value[0]), (value[1], value[1]))
+        if all(isinstance(v, tuple) and len(v) == 2 and all(nat(x) for x in v) for v in value):
+            return value
+    return None
+
+
+# ---- shape and parameter rules ---------------------------------------------------------------
+
+
+def _need_rank(shape: Shape, rank: int) -> None:
+    if len(shape) != rank:
+        raise Problem(
+            f"needs a (height, width, channels) input, but receives {_fmt(shape)}",
+            "put it before flatten/gap/dense, or give input(H, W, C)",
+        )
+
+
+def _fmt(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _window(size: int, k: int, s: int, d: int, padding: object) -> int:
+    """Keras's output length of a sliding window (conv or pool) along one axis."""
+    if padding == "same":
+        return (size - 1) // s + 1
+    return (size - d * (k - 1) - 1) // s + 1
+
+
+def _slide(
+    shape: Shape, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int], padding: object
+) -> tuple[int, int]:
+    h, w = (_window(shape[i], k[i], s[i], d[i], padding) for i in (0, 1))
+    if h < 1 or w < 1:
+        span = f"{d[0] * (k[0] - 1) + 1}×{d[1] * (k[1] - 1) + 1}"
+        raise Problem(
+            f"receives {_fmt(shape)}, but its {span} window with padding '{padding}' leaves no output ({h}×{w})",
+            "use pad=same, a smaller kernel or stride, or downsample less before it",
+        )
+    return h, w
+
+
+def conv(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    k, s, d, g, f = pair(c["kernel_size"]), pair(c["strides"]), pair(c["dilation_rate"]), int(c["groups"]), int(c["filters"])  # type: ignore[call-overload]
+    if max(s) > 1 and max(d) > 1:
+        raise Problem(
+            f"strides {s} cannot be combined with dilation {d} (Keras allows only one of them above 1)",
+            "use s=1 with dilation, or dilation=1 with strides",
+        )
+    problems = []
+    if shape[2] % g or f % g:
+        which = " and ".join(f"{n} {what}" for n, what in ((shape[2], "input channels"), (f, "filters")) if n % g)
+        common = math.gcd(shape[2], f)
+        problems.append(Problem(f"{which} cannot be split into {g} groups", "valid group counts: " + _divisors(common)))
+    h, w = _slide(shape, k, s, d, c["padding"])
+    per_filter = k[0] * k[1] * (shape[2] // g)
+    weights = per_filter * f + (f if c["use_bias"] else 0)
+    return Figures((h, w, f), weights, 0, h * w * per_filter * f, tuple(problems))
+
+
+def pool(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    k = pair(c["pool_size"])
+    s = pair(c["strides"] if c["strides"] is not None else c["pool_size"])
+    h, w = _slide(shape, k, s, (1, 1), c["padding"])
+    return Figures((h, w, shape[2]))
+
+
+def global_pool(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    return Figures((shape[2],))
+
+
+def flatten(shape: Shape, c: Config) -> Figures:
+    return Figures((math.prod(shape),))
+
+
+def dense(shape: Shape, c: Config) -> Figures:
+    units, fan_in = int(c["units"]), shape[-1]  # type: ignore[call-overload]
+    weights = fan_in * units + (units if c["use_bias"] else 0)
+    return Figures((*shape[:-1], units), weights, 0, math.prod(shape[:-1]) * fan_in * units)
+
+
+def same(shape: Shape, c: Config) -> Figures:
+    return Figures(shape)
+
+
+def zeropad(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    (t, b), (left, r) = _pad_pairs(c["padding"]) or ((0, 0), (0, 0))
+    return Figures((shape[0] + t + b, shape[1] + left + r, shape[2]))
+
+
+def _axis_size(shape: Shape, axis: int) -> int:
+    """The size of Keras axis ``axis`` (counted with the batch dimension) of a batch of ``shape``."""
+    rank = len(shape)
+    if not (-rank <= axis <= -1 or 1 <= axis <= rank):
+        valid = ", ".join(str(a) for a in (*range(-rank, 0), *range(1, rank + 1)))
+        raise Problem(
+            f"axis {axis} does not exist in a {_fmt(shape)} input", f"valid axes: {valid} (0 is the batch axis)"
+        )
+    return shape[axis - 1] if axis > 0 else shape[axis]
+
+
+def batch_norm(shape: Shape, c: Config) -> Figures:
+    n = _axis_size(shape, int(c["axis"]))  # type: ignore[call-overload]
+    return Figures(shape, 2 * n, 2 * n)  # gamma, beta; moving mean and variance
+
+
+def layer_norm(shape: Shape, c: Config) -> Figures:
+    n = _axis_size(shape, int(c["axis"]))  # type: ignore[call-overload]
+    return Figures(shape, 2 * n)
+
+
+def group_norm(shape: Shape, c: Config) -> Figures:
+    channels, groups = shape[-1], int(c["groups"])  # type: ignore[call-overload]
+    problems = []
+    if groups != -1 and (groups > channels or channels % groups):
+        problems.append(
+            Problem(
+                f"{channels} channels cannot be split into {groups} groups",
+                "valid group counts: " + _divisors(channels),
+            )
+        )
+    return Figures(shape, 2 * channels, 0, 0, tuple(problems))
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+# ---- the registry ----------------------------------------------------------------------------
+
+Rule = Callable[[Shape, Config], Figures]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerKind:
+    name: str
+    keras_class: str
+    rule: Rule
+    doc: str
+    width: str | None = None  # the Keras keyword that conv<N>'s N fills (filters, units); None: no width
+    params: tuple[Param, ...] = ()
+    fixed: tuple[tuple[str | None, object], ...] = ()  # Keras arguments the kind implies; key None: positional
+    positional: str | None = None  # spec key a positional argument fills: gn(16) → groups
+    is_norm: bool = False
+    weighted: bool = False  # has trainable weights applied to features (conv, dense): used by warnings
+    params_by_key: dict[str, Param] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params_by_key", {p.key: p for p in self.params})
+
+
+def _name() -> Param:
+    return Param("name", "name", "name")
+
+
+def _eps() -> Param:
+    return Param("eps", "epsilon", "float", 1e-3, lo=0, lo_open=True)
+
+
+def _padding(always: bool) -> Param:
+    return Param("pad", "padding", "choice", "valid", choices=("valid", "same"), always=always)
+
+
+def _activation(name: str) -> LayerKind:
+    return LayerKind(name, "Activation", same, f"Activation({name!r})", fixed=((None, name),), params=(_name(),))
+
+
+def _pool(name: str, cls: str) -> LayerKind:
+    return LayerKind(
+        name,
+        cls,
+        pool,
+        f"{cls}: pool 2 by default, strides = pool size unless s= is given",
+        params=(
+            Param("pool", "pool_size", "pair", (2, 2), lo=1, positional=True),
+            Param("s", "strides", "pair", None, lo=1),
+            _padding(always=True),
+            _name(),
+        ),
+        positional="pool",
+    )
+
+
+_KIND_LIST: tuple[LayerKind, ...] = (
+    LayerKind(
+        "conv",
+        "Conv2D",
+        conv,
+        "Conv2D(N, 3, padding='valid'): a 3×3 valid convolution with N filters",
+        width="filters",
+        params=(
+            Param("k", "kernel_size", "pair", 3, lo=1, always=True, positional=True),
+            Param("s", "strides", "pair", (1, 1), lo=1),
+            _padding(always=True),
+            Param("dilation", "dilation_rate", "pair", (1, 1), lo=1),
+            Param("groups", "groups", "int", 1, lo=1),
+            Param("act", "activation", "activation", None),
+            Param("bias", "use_bias", "bool", True),
+            _name(),
+        ),
+        positional="k",
+        weighted=True,
+    ),
+    LayerKind(
+        "bn",
+        "BatchNormalization",
+        batch_norm,
+        "BatchNormalization(axis=-1): 4·C weights, 2·C of them non-trainable",
+        params=(
+            Param("axis", "axis", "axis", -1, always=True),
+            Param("momentum", "momentum", "float", 0.99, lo=0, hi=1),
+            _eps(),
+            Param("sync", "synchronized", "bool", False),
+            _name(),
+        ),
+        is_norm=True,
+    ),
+    LayerKind(
+        "ln",
+        "LayerNormalization",
+        layer_norm,
+        "LayerNormalization(axis=-1)",
+        params=(Param("axis", "axis", "axis", -1, always=True), _eps(), _name()),
+        is_norm=True,
+    ),
+    LayerKind(
+        "in",
+        "GroupNormalization",
+        group_norm,
+        "instance norm: GroupNormalization(groups=-1, axis=-1)",
+        params=(_eps(), _name()),
+        fixed=(("groups", -1), ("axis", -1)),
+        is_norm=True,
+    ),
+    LayerKind(
+        "gn",
+        "GroupNormalization",
+        group_norm,
+        "GroupNormalization(groups=G, axis=-1): the channels must split evenly into G groups",
+        params=(Param("groups", "groups", "int", None, lo=1, required=True, always=True), _eps(), _name()),
+        fixed=(("axis", -1),),
+        positional="groups",
+        is_norm=True,
+    ),
+    *(_activation(a) for a in ("relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "elu", "selu")),
+    _pool("maxpool", "MaxPooling2D"),
+    _pool("avgpool", "AveragePooling2D"),
+    LayerKind(
+        "gap", "GlobalAveragePooling2D", global_pool, "GlobalAveragePooling2D: (H, W, C) → (C,)", params=(_name(),)
+    ),
+    LayerKind("gmp", "GlobalMaxPooling2D", global_pool, "GlobalMaxPooling2D: (H, W, C) → (C,)", params=(_name(),)),
+    LayerKind("flatten", "Flatten", flatten, "Flatten", params=(_name(),)),
+    LayerKind(
+        "dense",
+        "Dense",
+        dense,
+        "Dense(N) on the last axis",
+        width="units",
+        params=(Param("act", "activation", "activation", None), Param("bias", "use_bias", "bool", True), _name()),
+        weighted=True,
+    ),
+    LayerKind(
+        "dropout",
+        "Dropout",
+        same,
+        "Dropout(p), p in [0, 1)",
+        params=(Param("p", "rate", "float", None, lo=0, hi=1, hi_open=True, required=True, positional=True), _name()),
+        positional="p",
+    ),
+    LayerKind(
+        "zeropad",
+        "ZeroPadding2D",
+        zeropad,
+        "ZeroPadding2D(p): p, (h, w) or ((top, bottom), (left, right))",
+        params=(Param("p", "padding", "padding2d", (1, 1), positional=True), _name()),
+        positional="p",
+    ),
+)
+
+KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}
