@@ -326,7 +326,7 @@ def _pool(name: str, cls: str) -> LayerKind:
         pool,
         f"{cls}: pool 2 by default, strides = pool size unless s= is given",
         params=(
-            Param("pool", "pool_size", "pair", (2, 2), lo=1, positional=True),
+            Param("pool", "pool_size", "pair", 2, lo=1, always=True, positional=True),  # Keras 3 requires it
             Param("s", "strides", "pair", None, lo=1),
             _padding(always=True),
             _name(),

@@ -1,0 +1,63 @@
+"""Shared test helpers: Keras as the oracle, and the example specs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.nd"))
+
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def example_ids() -> list[str]:
+    return [p.stem for p in EXAMPLES]
+
+
+@pytest.fixture(scope="session")
+def keras() -> Any:
+    from tensorflow import keras
+
+    return keras
+
+
+def keras_rows(model: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """Per layer, as Keras computes it: (class, output shape without batch, trainable, non-trainable)."""
+    rows = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        rows.append(
+            (
+                type(layer).__name__,
+                tuple(layer.output.shape[1:]),
+                sum(int(w.numpy().size) for w in layer.trainable_weights),
+                sum(int(w.numpy().size) for w in layer.non_trainable_weights),
+            )
+        )
+    return rows
+
+
+def checker_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
+    return [(layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable) for layer in network.layers]
+
+
+def configs(model: Any) -> list[dict[str, Any]]:
+    """Each layer's Keras config, names aside."""
+    out = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        config = dict(layer.get_config())
+        config.pop("name", None)
+        out.append({"class": type(layer).__name__, **config})
+    return out
