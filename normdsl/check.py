@@ -6,7 +6,6 @@ diagnostic, and all of them are raised together.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import re
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from normdsl.ast import Arg, Layer, Node, Spec, expand
-from normdsl.diagnostics import Diagnostic, Span, SpecError
+from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.layers import KINDS, LayerKind, Problem, Shape, coerce, pair
 from normdsl.parser import parse
 
@@ -143,9 +142,8 @@ class _Checker:
         net: list[NetLayer] = []
         for layer in layers:
             call = calls[id(layer)]
-            if call is None or shape is None:
-                continue
-            shape = self.infer(layer, call, shape, net)
+            # after a layer that could not be resolved, shapes are unknown: only arguments are checked
+            shape = None if call is None or shape is None else self.infer(layer, call, shape, net)
         self.check_names(net)
         if not any(d.severity == "error" for d in self.diagnostics):
             self.warnings(net)
@@ -200,7 +198,7 @@ class _Checker:
                 self.error(
                     f"unknown layer '{layer.kind}'",
                     layer.name_span,
-                    _did_you_mean(layer.kind, KINDS) or "layers: " + ", ".join(KINDS),
+                    did_you_mean(layer.kind, KINDS) or "layers: " + ", ".join(KINDS),
                 )
             return None
         ok = True
@@ -225,7 +223,7 @@ class _Checker:
                 self.error(
                     f"{kind.name} has no argument '{key}'",
                     arg.span,
-                    _did_you_mean(key, kind.params_by_key) or _takes(kind),
+                    did_you_mean(key, kind.params_by_key) or _takes(kind),
                 )
                 ok = False
             elif key in seen:
@@ -359,11 +357,6 @@ def _same(value_type: str, value: object, default: object) -> bool:
     if value_type == "pair" and default is not None:
         return pair(value) == pair(default)
     return type(value) is type(default) and value == default
-
-
-def _did_you_mean(word: str, choices: object) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)  # type: ignore[call-overload]
-    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _takes(kind: LayerKind) -> str:

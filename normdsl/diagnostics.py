@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,6 +64,12 @@ class SpecError(ValueError):
 
     def render(self) -> str:
         return "\n".join(render(d, self.source, self.filename) for d in self.diagnostics)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """``did you mean 'bn'?`` for the closest choice, if one is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _printable(text: str) -> str:

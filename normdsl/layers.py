@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from normdsl.diagnostics import did_you_mean
+
 Shape = tuple[int, ...]  # without the batch dimension
 Config = Mapping[str, object]  # resolved Keras keyword arguments, every parameter present
 
@@ -119,7 +121,7 @@ def coerce(p: Param, value: object) -> object:
     if p.type in ("choice", "activation"):
         allowed = p.choices if p.type == "choice" else ACTIVATIONS
         if not isinstance(value, str) or value not in allowed:
-            raise bad
+            raise Problem(bad.message, did_you_mean(value, allowed) if isinstance(value, str) else None)
         return value
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):  # name
         raise bad

@@ -189,7 +189,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
             "error", f"unexpected {str(token)!r}", _span(token), hint or _expected(exc.accepts or exc.expected)
         )
     expected = _expected(exc.accepts or exc.expected) if isinstance(exc, UnexpectedToken) else None
-    return Diagnostic("error", "the spec ends too early", Span.at(text, len(text), 0), hint or expected)
+    end = len(text.rstrip())  # just after the last thing written, not on a trailing empty line
+    return Diagnostic("error", "the spec ends too early", Span.at(text, end, 0), hint or expected)
 
 
 def _expected(names: set[str] | frozenset[str] | None) -> str | None:
