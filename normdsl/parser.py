@@ -180,7 +180,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
         shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
         hint = _CHAR_HINTS.get(char) or _expected(exc.allowed)
         return Diagnostic("error", f"unexpected character {shown}", Span.at(text, pos), hint)
-    hint = exc.match_examples(_lark().parse, _MISTAKES, use_accepts=True)
+    # use_accepts=True would be more precise, but lark 1.3.1 crashes formatting a debug message with it
+    hint = exc.match_examples(_lark().parse, _MISTAKES, use_accepts=False)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
         if token.type == "INPUT_CALL":

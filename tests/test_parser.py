@@ -37,10 +37,22 @@ def test_layer_forms_and_their_spans() -> None:
 
 
 def test_values_ints_floats_bools_words_strings_and_pairs() -> None:
-    (layer,) = normdsl.parse('x(a=-1, b=1e-5, c=0.5, d=true, e=false, f=same, g="s\\"q", h=(1, 7), i=((0, 1), (2, 3)))').body
+    (layer,) = normdsl.parse(
+        'x(a=-1, b=1e-5, c=0.5, d=true, e=false, f=same, g="s\\"q", h=(1, 7), i=((0, 1), (2, 3)))'
+    ).body
     assert isinstance(layer, Layer)
     values = {a.key: a.value for a in layer.args}
-    assert values == {"a": -1, "b": 1e-5, "c": 0.5, "d": True, "e": False, "f": "same", "g": 's"q', "h": (1, 7), "i": ((0, 1), (2, 3))}
+    assert values == {
+        "a": -1,
+        "b": 1e-5,
+        "c": 0.5,
+        "d": True,
+        "e": False,
+        "f": "same",
+        "g": 's"q',
+        "h": (1, 7),
+        "i": ((0, 1), (2, 3)),
+    }
     assert type(values["a"]) is int and type(values["b"]) is float
 
 

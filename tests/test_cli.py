@@ -1,0 +1,202 @@
+"""The normdsl command: exit codes, output files that are never lost or half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLES, checker_rows, keras_rows
+
+import normdsl
+from normdsl import cli
+
+GROUPNORM = next(p for p in EXAMPLES if p.stem == "groupnorm")
+
+
+SCRIPT = Path(sys.executable).parent / "normdsl"  # the console script installed beside this Python
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_check_accepts_every_example() -> None:
+    result = run("check", *map(str, EXAMPLES))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok,") == len(EXAMPLES)
+
+
+def test_check_rejects_a_bad_spec_with_a_positioned_diagnostic(tmp_path: Path) -> None:
+    spec = tmp_path / "model.nd"
+    spec.write_text("input(224, 224, 3)\nconv32 conv64 conv128 bnn conv256\n")
+    result = run("check", str(spec))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{spec}:2:23: error: unknown layer 'bnn'",
+        "  conv32 conv64 conv128 bnn conv256",
+        "                        ^~~",
+        "  hint: did you mean 'bn'?",
+    ]
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "normdsl", "check", str(GROUPNORM)], capture_output=True, text=True)
+    assert result.returncode == 0 and ": ok," in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["check", "/no/such/file.nd"], 2), (["frobnicate"], 2), (["summary", "x.nd", "--input", "3,x"], 2), ([], 2)],
+)
+def test_usage_errors_exit_2(args: list[str], code: int) -> None:
+    result = run(*args)
+    assert result.returncode == code
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"\x00\x01\x02binary", "binary file"), (b"conv8 \xff\xfe", "not UTF-8"), (b"", None)],
+)
+def test_files_that_are_not_specs_get_one_clear_line(tmp_path: Path, content: bytes, needle: str | None) -> None:
+    spec = tmp_path / "odd.nd"
+    spec.write_bytes(content)
+    result = run("check", str(spec))
+    assert "Traceback" not in result.stderr
+    if needle is None:  # an empty spec is a valid model with no layers
+        assert result.returncode == 0
+    else:
+        assert result.returncode == 1 and needle in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2 and "is a directory" in result.stderr
+
+
+def test_parse_json_round_trips(tmp_path: Path) -> None:
+    result = run("parse", str(GROUPNORM), "--json")
+    assert result.returncode == 0
+    assert normdsl.Spec.from_json(result.stdout) == normdsl.parse(GROUPNORM.read_text(), filename=str(GROUPNORM))
+
+
+def test_summary_prints_kerass_count_for_the_seed_group_norm_model() -> None:
+    result = run("summary", str(GROUPNORM))
+    assert result.returncode == 0
+    assert "Total params: 388,672" in result.stdout
+    assert "gn(16) (GroupNormalization)" in result.stdout
+
+
+def test_summary_json_and_input_override(keras: Any) -> None:
+    result = run("summary", str(GROUPNORM), "--json", "--input", "32,32,3")
+    figures = json.loads(result.stdout)
+    assert figures["input_shape"] == [None, 32, 32, 3]
+    assert figures["output_shape"] == [None, 24, 24, 256]
+    assert figures["params"] == 388_672  # convolution and norm weights do not depend on the spatial size
+    assert [layer["text"] for layer in figures["layers"]] == ["conv32", "conv64", "conv128", "gn(16)", "conv256"]
+
+
+def test_summary_keras_prints_kerass_own_summary() -> None:
+    result = run("summary", str(GROUPNORM), "--keras", "--input", "16,16,3")
+    assert result.returncode == 0, result.stderr
+    assert "Total params: 388,672" in result.stdout and "GroupNormalization" in result.stdout
+
+
+# ---- build: the main job -----------------------------------------------------------------------
+
+
+def test_build_writes_code_next_to_the_spec_that_runs(tmp_path: Path) -> None:
+    spec = tmp_path / "groupnorm.nd"
+    spec.write_text(GROUPNORM.read_text())
+    result = run("build", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "388,672 params" in result.stderr
+    out = subprocess.run([sys.executable, str(tmp_path / "groupnorm.py")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Total params: 388,672" in out.stdout
+
+
+def test_build_to_stdout_writes_no_file(tmp_path: Path) -> None:
+    spec = tmp_path / "m.nd"
+    spec.write_text("input(8, 8, 3) conv8")
+    result = run("build", str(spec), "-o", "-")
+    assert result.returncode == 0 and result.stdout.startswith("# Generated by normdsl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd"]
+
+
+def test_build_verify_compares_the_written_code_with_keras(tmp_path: Path) -> None:
+    out = tmp_path / "g.py"
+    result = run("build", str(GROUPNORM), "-o", str(out), "--verify", "--input", "16,16,3")
+    assert result.returncode == 0, result.stderr
+    assert "verified" in result.stderr
+
+
+def test_build_writes_nothing_when_the_spec_has_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.nd"
+    spec.write_text("conv32 gn(12)")
+    result = run("build", str(spec))
+    assert result.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.nd"]
+
+
+def test_build_refuses_to_overwrite_a_file_it_did_not_generate(tmp_path: Path) -> None:
+    spec, out = tmp_path / "m.nd", tmp_path / "m.py"
+    spec.write_text("input(8, 8, 3) conv8")
+    out.write_text("my precious code\n")
+    result = run("build", str(spec))
+    assert result.returncode == 2 and "not generated by normdsl" in result.stderr
+    assert out.read_text() == "my precious code\n"
+    assert run("build", str(spec), "--force").returncode == 0
+    assert out.read_text().startswith("# Generated by normdsl")
+
+
+def test_build_overwrites_its_own_output(tmp_path: Path) -> None:
+    spec, out = tmp_path / "m.nd", tmp_path / "m.py"
+    spec.write_text("input(8, 8, 3) conv8")
+    assert run("build", str(spec)).returncode == 0
+    spec.write_text("input(8, 8, 3) conv16")
+    assert run("build", str(spec)).returncode == 0
+    assert "Conv2D(16" in out.read_text()
+
+
+def test_build_does_not_replace_a_symlink(tmp_path: Path) -> None:
+    spec, target, link = tmp_path / "m.nd", tmp_path / "elsewhere.py", tmp_path / "m.py"
+    spec.write_text("conv8")
+    target.write_text("# Generated by normdsl, but reached through a link\n")
+    link.symlink_to(target)
+    result = run("build", str(spec))
+    assert result.returncode == 2 and "symbolic link" in result.stderr
+    assert link.is_symlink() and target.read_text().startswith("# Generated by normdsl, but")
+
+
+def test_a_failed_write_leaves_the_old_file_intact_and_no_temporary(tmp_path: Path, monkeypatch: Any) -> None:
+    spec, out = tmp_path / "m.nd", tmp_path / "m.py"
+    spec.write_text("input(8, 8, 3) conv8")
+    assert cli.main(["build", str(spec)]) == 0
+    before = out.read_text()
+    spec.write_text("input(8, 8, 3) conv16")
+
+    def crash(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    assert cli.main(["build", str(spec)]) == 2
+    assert out.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd", "m.py"]
+
+
+def test_save_writes_a_keras_file_that_loads_with_the_same_figures(keras: Any, tmp_path: Path) -> None:
+    out = tmp_path / "model.keras"
+    spec = next(p for p in EXAMPLES if p.stem == "cifar_vgg")
+    assert cli.main(["save", str(spec), "-o", str(out)]) == 0
+    loaded = keras.models.load_model(out)
+    assert keras_rows(loaded) == checker_rows(normdsl.check(spec.read_text()))
+    assert cli.main(["save", str(spec), "-o", str(out)]) == 2  # exists: only with --force
+    assert cli.main(["save", str(spec), "-o", str(out), "--force"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
