@@ -113,7 +113,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         sys.stdout.write(code)
     else:
         write_text(Path(out), code)
-        print(f"wrote {out}: {summary.one_line(network)}", file=sys.stderr)
+        print(f"wrote {out}: {summary.one_line(network)}")
     if args.verify:
         return _verify(code, network)
     return EXIT_OK
@@ -149,7 +149,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     guard(out, force=args.force, ours=lambda _: False)  # a .keras file carries no marker: overwrite only with --force
     model = build_model(network)
     write_atomically(out, lambda tmp: model.save(tmp))
-    print(f"saved {out}: {summary.one_line(network)}", file=sys.stderr)
+    print(f"saved {out}: {summary.one_line(network)}")
     return EXIT_OK
 
 

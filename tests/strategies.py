@@ -68,6 +68,9 @@ def norm(draw: Any) -> Twin:
         if draw(st.booleans()):
             kw["momentum"] = draw(st.sampled_from([0.0, 0.9, 1.0]))
             spec_args.append(f"momentum={kw['momentum']}")
+        if draw(st.integers(0, 3)) == 0:
+            kw["synchronized"] = draw(st.booleans())
+            spec_args.append(f"sync={'true' if kw['synchronized'] else 'false'}")
         return Twin("bn" + _args(spec_args), lambda L: L.BatchNormalization(**kw))
     if which == "ln":
         return Twin("ln" + _args(spec_args), lambda L: L.LayerNormalization(**kw))

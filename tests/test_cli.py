@@ -116,7 +116,7 @@ def test_build_writes_code_next_to_the_spec_that_runs(tmp_path: Path) -> None:
     spec.write_text(GROUPNORM.read_text())
     result = run("build", str(spec))
     assert result.returncode == 0, result.stderr
-    assert "388,672 params" in result.stderr
+    assert result.stdout.startswith(f"wrote {tmp_path / 'groupnorm.py'}: 388,672 params")
     out = subprocess.run([sys.executable, str(tmp_path / "groupnorm.py")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "Total params: 388,672" in out.stdout
@@ -200,3 +200,16 @@ def test_save_writes_a_keras_file_that_loads_with_the_same_figures(keras: Any, t
     assert cli.main(["save", str(spec), "-o", str(out)]) == 2  # exists: only with --force
     assert cli.main(["save", str(spec), "-o", str(out), "--force"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_building_without_tensorflow_says_how_to_install_it(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"  # as if TensorFlow were not installed
+        "from normdsl import cli; sys.exit(cli.main(['save', sys.argv[1], '-o', sys.argv[2]]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(GROUPNORM), str(tmp_path / "m.keras")], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert 'pip install "normdsl[tf]"' in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
