@@ -1,4 +1,5 @@
-"""Spec → Network: expansion, argument validation, shape and parameter inference, warnings.
+"""Spec → Network: block and repetition expansion (graph.py), argument validation, shape and
+parameter inference, warnings.
 
 Every figure equals what Keras computes for the same model; every problem found becomes a
 diagnostic, and all of them are raised together.
@@ -6,15 +7,15 @@ diagnostic, and all of them are raised together.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from normdsl.ast import Arg, Layer, Node, Spec, expand
+from normdsl.ast import Arg, BlockDef, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
-from normdsl.layers import KINDS, LayerKind, Problem, Shape, coerce, pair
+from normdsl.graph import MODEL_INPUT, Expander, ExpansionLimits, Instance, context, notes
+from normdsl.layers import KINDS, MERGES, LayerKind, Problem, Shape, coerce, pair
 from normdsl.parser import parse
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
@@ -22,9 +23,10 @@ DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Resource bounds, checked before anything is expanded."""
+    """Resource bounds: a spec beyond them is rejected with a diagnostic, never expanded without end."""
 
-    max_layers: int = 100_000  # layers after expanding every repetition
+    max_layers: int = 100_000  # layers after expanding every repetition and block
+    max_call_depth: int = 64  # blocks using blocks
     max_width: int = 1_000_000  # filters / units of one layer
     warn_params: int = 1_000_000_000  # a warning above this many parameters
 
@@ -33,17 +35,19 @@ class Limits:
 class NetLayer:
     """One Keras layer of the checked network: what it is, how it is called, and its static figures."""
 
-    kind: str  # the spec's layer kind: gn
+    kind: str  # the spec's layer kind (gn), or res / cat for the Add / Concatenate joining paths
     keras_class: str  # GroupNormalization
     args: tuple[object, ...]  # positional arguments of the Keras call
     kwargs: tuple[tuple[str, object], ...]  # keyword arguments of the Keras call, in order
-    input_shape: Shape  # without the batch dimension
+    inputs: tuple[int, ...]  # the layers it is applied to, by index in Network.layers; -1: the model input
+    input_shape: Shape  # without the batch dimension (the first input's, for Add and Concatenate)
     output_shape: Shape
     trainable: int
     non_trainable: int
     macs: int  # multiply-accumulates per sample
     span: Span
     text: str  # the layer as written, on one line: gn(16)
+    blocks: tuple[str, ...] = ()  # the blocks it sits in, outermost first
 
     @property
     def params(self) -> int:
@@ -67,12 +71,14 @@ class Network:
     filename: str
     source: str
     input_shape: Shape
-    layers: tuple[NetLayer, ...]
+    layers: tuple[NetLayer, ...]  # in creation order: every layer after the layers it is applied to
     warnings: tuple[Diagnostic, ...] = ()
+    spec: Spec | None = None  # the spec as written (blocks, repetitions), with the norm in use
+    output: int = -1  # the index of the layer whose output is the model's (-1: the input itself)
 
     @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].output_shape if self.layers else self.input_shape
+        return self.layers[self.output].output_shape if self.output >= 0 else self.input_shape
 
     @property
     def trainable(self) -> int:
@@ -91,11 +97,16 @@ class Network:
         return sum(layer.macs for layer in self.layers)
 
 
-def check(spec: Spec | str, *, input_shape: Shape | None = None, limits: Limits = Limits()) -> Network:
-    """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems."""
+def check(
+    spec: Spec | str, *, input_shape: Shape | None = None, norm: str | None = None, limits: Limits = Limits()
+) -> Network:
+    """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems.
+
+    ``norm`` replaces the spec's ``norm`` placeholder everywhere (e.g. ``"gn(32)"``).
+    """
     if isinstance(spec, str):
         spec = parse(spec)
-    return _Checker(spec, limits).run(input_shape)
+    return _Checker(spec, limits).run(input_shape, norm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,44 +123,47 @@ class _Checker:
     def __init__(self, spec: Spec, limits: Limits):
         self.spec, self.limits = spec, limits
         self.diagnostics: list[Diagnostic] = []
+        self.resolved: dict[tuple[object, ...], _Call | None] = {}
+        self.block_names: list[str] = []
 
-    def error(self, message: str, span: Span, hint: str | None = None) -> None:
-        diagnostic = Diagnostic("error", message, span, hint)
-        if diagnostic not in self.diagnostics:  # a repeated layer reports its problem once
-            self.diagnostics.append(diagnostic)
+    def error(
+        self, message: str, span: Span, hint: str | None = None, notes: tuple[tuple[str, Span], ...] = ()
+    ) -> None:
+        if not any(d.span == span and d.message == message for d in self.diagnostics):  # once per site and problem
+            self.diagnostics.append(Diagnostic("error", message, span, hint, notes))
 
     def warn(self, message: str, span: Span, hint: str | None = None) -> None:
         diagnostic = Diagnostic("warning", message, span, hint)
         if diagnostic not in self.diagnostics:
             self.diagnostics.append(diagnostic)
 
+    def failed(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
     def fail(self) -> SpecError:
         ordered = sorted(self.diagnostics, key=lambda d: (d.span.start, d.severity))
         return SpecError(ordered, self.spec.source, self.spec.filename)
 
-    def run(self, input_shape: Shape | None) -> Network:
+    def run(self, input_shape: Shape | None, norm: str | None) -> Network:
         shape = self.input(input_shape)
-        if self.count(self.spec.body) > self.limits.max_layers:
-            self.error(
-                f"the spec expands to more than {self.limits.max_layers:,} layers",
-                _whole(self.spec),
-                "lower the repetition counts",
-            )
-        if any(d.severity == "error" for d in self.diagnostics):
+        blocks, sources = self.blocks(norm)
+        self.block_names = list(blocks)
+        if self.failed():
             raise self.fail()
-        layers = list(expand(self.spec.body))
-        calls = {id(layer): self.resolve(layer) for layer in layers}
-        net: list[NetLayer] = []
-        for layer in layers:
-            call = calls[id(layer)]
-            # after a layer that could not be resolved, shapes are unknown: only arguments are checked
-            shape = None if call is None or shape is None else self.infer(layer, call, shape, net)
+        limits = ExpansionLimits(self.limits.max_layers, self.limits.max_call_depth)
+        expander = Expander(self.spec, blocks, sources, limits, self.error)
+        instances = expander.run()
+        if expander.too_big:
+            raise self.fail()
+        if norm is not None and not any(use.block == "norm" for inst in instances for use in inst.stack):
+            hint = "write norm where a normalization goes, and declare its default: norm = bn"
+            self.warn("the spec has no norm placeholder: the norm given changes nothing", _whole(self.spec), hint)
+        net, index = self.infer_all(instances, shape)
         self.check_names(net)
-        if not any(d.severity == "error" for d in self.diagnostics):
+        if not self.failed():
             self.warnings(net)
-        if any(d.severity == "error" for d in self.diagnostics):
+        if self.failed():
             raise self.fail()
-        assert shape is not None
         return Network(
             name=_model_name(self.spec.filename),
             filename=self.spec.filename,
@@ -157,139 +171,176 @@ class _Checker:
             input_shape=self.input_shape,
             layers=tuple(net),
             warnings=tuple(self.diagnostics),
+            spec=replace(self.spec, blocks=tuple(blocks.values())),
+            output=index[len(instances) - 1] if instances else -1,
         )
 
     def input(self, override: Shape | None) -> Shape | None:
         decl = self.spec.input
+        for extra in self.spec.inputs[1:]:
+            self.error("the input shape is given twice", extra.span, "keep one input(...) statement")
+        first_layer = min((node.span.start for node in self.spec.body), default=None)
+        if decl is not None and first_layer is not None and decl.span.start > first_layer:
+            self.error("input(...) must come before the first layer", decl.span, "move it to the top of the spec")
         shape = tuple(override) if override is not None else decl.shape if decl else DEFAULT_INPUT
         if not shape or any(not isinstance(n, int) or n < 1 for n in shape):
             if override is not None or decl is None:
                 raise ValueError(f"input shape must be one or more positive integers, got {shape}")
-            self.error(
-                f"input dimensions must be positive integers, got {shape}",
-                decl.span,
-                "e.g. input(224, 224, 3) or input(784)",
-            )
+            hint = "e.g. input(224, 224, 3) or input(784)"
+            self.error(f"input dimensions must be positive integers, got {shape}", decl.span, hint)
             return None
         self.input_shape: Shape = shape
         return shape
 
-    def count(self, nodes: tuple[Node, ...]) -> int:
-        """Expanded layer count, without expanding; checks repetition counts on the way."""
-        total = 0
-        for node in nodes:
-            if isinstance(node, Layer):
-                total += 1
-                continue
-            if node.count < 1:
-                self.error(f"a repetition count must be at least 1, got {node.count}", node.count_span or node.span)
-            total += max(node.count, 0) * self.count(node.body)
-            if total > self.limits.max_layers:
-                return total
-        return total
-
-    def resolve(self, layer: Layer) -> _Call | None:
-        """Validate a layer's name, width and arguments into a Keras call (or report and return None)."""
-        kind = KINDS.get(layer.kind)
-        if kind is None:
-            if layer.kind == "input":
-                self.error("input(...) may only be the first statement", layer.span, "move it to the top of the spec")
-            else:
+    def blocks(self, norm: str | None) -> tuple[dict[str, BlockDef], dict[str, str]]:
+        """The spec's blocks by name (validated), ``norm`` replaced; and the source text of replaced ones."""
+        blocks: dict[str, BlockDef] = {}
+        for block in self.spec.blocks:
+            if block.name in KINDS:
+                hint = f"rename the block, e.g. my_{block.name}"
                 self.error(
-                    f"unknown layer '{layer.kind}'",
-                    layer.name_span,
-                    did_you_mean(layer.kind, KINDS) or "layers: " + ", ".join(KINDS),
+                    f"'{block.name}' is a layer of the language; a block cannot redefine it", block.name_span, hint
                 )
+            elif block.name in blocks:
+                self.error(f"block '{block.name}' is defined twice", block.name_span, "rename one of them")
+            names = [p.name for p in block.params]
+            for param in block.params:
+                if names.count(param.name) > 1:
+                    self.error(f"parameter '{param.name}' appears twice in block '{block.name}'", param.span)
+            blocks.setdefault(block.name, block)
+        if norm is None:
+            return blocks, {}
+        whole = Span.at(norm, 0, len(norm))
+        override = parse(norm, filename="--norm")
+        if override.inputs or override.blocks or not override.body:
+            message = "--norm takes layers, e.g. gn(32) or bn(eps=1e-5)"
+            raise SpecError([Diagnostic("error", message, whole)], norm, "--norm")
+        body = override.body[0] if len(override.body) == 1 else Repeat(override.body, 1, whole)
+        old = blocks.get("norm")
+        if old is not None and old.params:
+            self.error("a norm with parameters cannot be replaced by --norm", old.name_span)
+        blocks["norm"] = BlockDef("norm", (), body, whole, whole)
+        return blocks, {"norm": norm}
+
+    def infer_all(self, instances: list[Instance], shape: Shape | None) -> tuple[list[NetLayer], dict[int, int]]:
+        """Resolve and infer every instance; return the network's layers and instance → layer indices."""
+        net: list[NetLayer] = []
+        index: dict[int, int] = {MODEL_INPUT: -1}
+        shapes: dict[int, Shape] = {} if shape is None else {MODEL_INPUT: shape}
+        for i, inst in enumerate(instances):
+            call = self.resolve(inst)
+            if call is None or any(j not in shapes for j in inst.inputs):
+                continue  # an input's shape is unknown: the arguments were checked, the shapes cannot be
+            layer = self.infer(inst, call, tuple(shapes[j] for j in inst.inputs), tuple(index[j] for j in inst.inputs))
+            if layer is not None:
+                shapes[i], index[i] = layer.output_shape, len(net)
+                net.append(layer)
+        return net, index
+
+    def resolve(self, inst: Instance) -> _Call | None:
+        """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
+        if inst.merge:
+            return _call(MERGES[inst.kind], {}, None)
+        key = (inst.span.start, inst.kind, inst.width, tuple((a.key, _hashable(a.value)) for a in inst.args))
+        if key not in self.resolved:
+            self.resolved[key] = self._resolve(inst)
+        return self.resolved[key]
+
+    def _resolve(self, inst: Instance) -> _Call | None:
+        where = context(inst.stack)
+        notes_ = notes(inst.stack)
+        kind = KINDS.get(inst.kind)
+        if kind is None:
+            hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
+            if inst.kind == "norm":
+                hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
+            self.error(f"unknown layer '{inst.kind}'{where}", _name_span(inst), hint, notes_)
             return None
+        if kind.with_args is not None and any(a.key != "name" for a in inst.args):
+            kind = kind.with_args
         ok = True
         values: dict[str, object] = {}  # by Keras keyword
-        positional = layer.positional
+        positional = [a for a in inst.args if a.key is None]
         if positional and kind.positional is None:
-            self.error(f"{kind.name} takes no positional arguments", positional[0].span, _takes(kind))
+            self.error(f"{kind.name} takes no positional arguments{where}", positional[0].span, _takes(kind), notes_)
             ok = False
         elif len(positional) > 1:
-            self.error(
-                f"{kind.name} takes one positional argument ({kind.positional}), got {len(positional)}",
-                positional[1].span,
-                _takes(kind),
-            )
+            message = f"{kind.name} takes one positional argument ({kind.positional}), got {len(positional)}{where}"
+            self.error(message, positional[1].span, _takes(kind), notes_)
             ok = False
         named: list[tuple[str, Arg]] = [(kind.positional, positional[0])] if positional and kind.positional else []
-        named += [(arg.key, arg) for arg in layer.keywords if arg.key is not None]
+        named += [(arg.key, arg) for arg in inst.args if arg.key is not None]
         seen: set[str] = set()
         for key, arg in named:
             param = kind.params_by_key.get(key)
             if param is None:
-                self.error(
-                    f"{kind.name} has no argument '{key}'",
-                    arg.span,
-                    did_you_mean(key, kind.params_by_key) or _takes(kind),
-                )
+                hint = did_you_mean(key, kind.params_by_key) or _takes(kind)
+                self.error(f"{kind.name} has no argument '{key}'{where}", arg.span, hint, notes_)
                 ok = False
             elif key in seen:
-                self.error(f"argument '{key}' is given twice", arg.span)
+                self.error(f"argument '{key}' is given twice{where}", arg.span, None, notes_)
                 ok = False
             else:
                 seen.add(key)
                 try:
                     values[param.keras] = coerce(param, arg.value)
                 except Problem as problem:
-                    self.error(f"{kind.name}: {problem.message}", arg.span, problem.hint)
+                    self.error(f"{kind.name}: {problem.message}{where}", arg.span, problem.hint, notes_)
                     ok = False
-        width = self.width(layer, kind)
+        width = self.width(inst, kind)
         for param in kind.params:
             if param.required and param.key not in seen and width is not False:
-                self.error(
-                    f"{kind.name} needs its {param.keras} argument", layer.span, f"e.g. {kind.name}({_example(param)})"
-                )
+                hint = f"e.g. {kind.name}({_example(param)})"
+                self.error(f"{kind.name} needs its {param.keras} argument{where}", inst.span, hint, notes_)
                 ok = False
         if not ok or width is False:
             return None
         return _call(kind, values, width)
 
-    def width(self, layer: Layer, kind: LayerKind) -> int | bool | None:
+    def width(self, inst: Instance, kind: LayerKind) -> int | bool | None:
         """The N of conv<N>: its value, None when the kind has none, False after reporting a problem."""
+        where, span = context(inst.stack), _name_span(inst)
         if kind.width is None:
-            if layer.width is None:
+            if inst.width is None:
                 return None
-            how = f"write {kind.name}({layer.width})" if kind.positional else f"write {kind.name}"
-            self.error(f"{kind.name} takes no number after its name", layer.name_span, how)
+            how = f"write {kind.name}({inst.width})" if kind.positional else f"write {kind.name}"
+            self.error(f"{kind.name} takes no number after its name{where}", span, how, notes(inst.stack))
             return False
-        if layer.width is None:
-            self.error(f"{kind.name} needs its number of {kind.width}", layer.name_span, f"e.g. {kind.name}64")
-            return False
-        if not 1 <= layer.width <= self.limits.max_width:
+        if inst.width is None:
             self.error(
-                f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {layer.width}",
-                layer.name_span,
+                f"{kind.name} needs its number of {kind.width}{where}", span, f"e.g. {kind.name}64", notes(inst.stack)
             )
             return False
-        return layer.width
+        if not 1 <= inst.width <= self.limits.max_width:
+            message = f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {inst.width}{where}"
+            self.error(message, span, None, notes(inst.stack))
+            return False
+        return inst.width
 
-    def infer(self, layer: Layer, call: _Call, shape: Shape, net: list[NetLayer]) -> Shape | None:
+    def infer(self, inst: Instance, call: _Call, shapes: tuple[Shape, ...], inputs: tuple[int, ...]) -> NetLayer | None:
+        what = f"{inst.text}{context(inst.stack)}"
         try:
-            figures = call.kind.rule(shape, call.config)
+            figures = call.kind.rule(shapes, call.config)
         except Problem as problem:
-            self.error(f"{_text(self.spec.source, layer.span)}: {problem.message}", layer.span, problem.hint)
+            self.error(f"{what}: {problem.message}", inst.span, problem.hint, notes(inst.stack))
             return None
         for found in figures.problems:
-            self.error(f"{_text(self.spec.source, layer.span)}: {found.message}", layer.span, found.hint)
-        net.append(
-            NetLayer(
-                kind=call.kind.name,
-                keras_class=call.kind.keras_class,
-                args=call.args,
-                kwargs=call.kwargs,
-                input_shape=shape,
-                output_shape=figures.shape,
-                trainable=figures.trainable,
-                non_trainable=figures.non_trainable,
-                macs=figures.macs,
-                span=layer.span,
-                text=_text(self.spec.source, layer.span),
-            )
+            self.error(f"{what}: {found.message}", inst.span, found.hint, notes(inst.stack))
+        return NetLayer(
+            kind=call.kind.name,
+            keras_class=call.kind.keras_class,
+            args=call.args,
+            kwargs=call.kwargs,
+            inputs=inputs,
+            input_shape=shapes[0],
+            output_shape=figures.shape,
+            trainable=figures.trainable,
+            non_trainable=figures.non_trainable,
+            macs=figures.macs,
+            span=inst.span,
+            text=inst.text,
+            blocks=tuple(use.block for use in inst.stack),
         )
-        return figures.shape
 
     def check_names(self, net: list[NetLayer]) -> None:
         spans: dict[str, list[Span]] = {}
@@ -299,21 +350,17 @@ class _Checker:
                 spans.setdefault(name, []).append(layer.span)
         for name, where in spans.items():
             if len(where) > 1:
+                message = f"layer name {name!r} is used {len(where)} times; Keras needs unique names"
                 self.error(
-                    f"layer name {name!r} is used {len(where)} times; Keras needs unique names",
-                    where[0],
-                    "drop name= inside repetitions, or give each layer its own name",
+                    message, where[0], "drop name= inside repetitions and blocks, or give each layer its own name"
                 )
 
     def warnings(self, net: list[NetLayer]) -> None:
-        for before, layer in itertools.pairwise(net):
-            if KINDS[before.kind].is_norm and KINDS[layer.kind].is_norm:
-                self.warn(
-                    f"{layer.text} directly follows another normalization ({before.text})",
-                    layer.span,
-                    "one normalization is usually enough; remove one of them",
-                )
         for layer in net:
+            before = [net[i] for i in layer.inputs if i >= 0]
+            if _is_norm(layer) and len(before) == 1 and _is_norm(before[0]):
+                message = f"{layer.text} directly follows another normalization ({before[0].text})"
+                self.warn(message, layer.span, "one normalization is usually enough; remove one of them")
             if layer.kind == "dense" and len(layer.input_shape) >= 3:
                 self.warn(
                     f"{layer.text} receives a rank-{len(layer.input_shape)} tensor {layer.input_shape} and acts on its last axis only",
@@ -322,11 +369,26 @@ class _Checker:
                 )
         total = sum(layer.params for layer in net)
         if total > self.limits.warn_params:
-            self.warn(
-                f"the model has {total:,} parameters",
-                _whole(self.spec),
-                f"more than the {self.limits.warn_params:,} expected of a spec",
-            )
+            hint = f"more than the {self.limits.warn_params:,} expected of a spec"
+            self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
+
+
+def _is_norm(layer: NetLayer) -> bool:
+    kind = KINDS.get(layer.kind)
+    return kind is not None and kind.is_norm
+
+
+def _hashable(value: object) -> object:
+    return (type(value).__name__, value)
+
+
+def _name_span(inst: Instance) -> Span:
+    """The span of an instance's name: the first characters of its span, up to its arguments."""
+    span = inst.span
+    n = len(inst.text.split("(", 1)[0].split("{", 1)[0])
+    if span.end_line != span.line and n > span.end - span.start:
+        return span
+    return Span(span.line, span.column, span.line, span.column + n, span.start, span.start + n)
 
 
 def _call(kind: LayerKind, values: dict[str, object], width: int | None) -> _Call:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from normdsl.ast import Spec
@@ -27,31 +28,50 @@ def keras_module() -> Any:
     return keras
 
 
-def build_model(spec: Spec | Network | str, *, input_shape: Shape | None = None) -> keras.Model:
+def build_model(
+    spec: Spec | Network | str, *, input_shape: Shape | None = None, norm: str | None = None
+) -> keras.Model:
     """Build the checked network as a functional ``keras.Model``, layer for layer as the generated code does."""
-    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape)
+    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm)
+    return build(network)[0]
+
+
+def build(network: Network) -> tuple[Any, list[Any]]:
+    """The model, and its Keras layers in the order of ``network.layers`` (Keras lists them its own way)."""
     keras = keras_module()
     inputs = keras.Input(shape=network.input_shape)
-    x = inputs
+    outputs: list[Any] = []
+    built: list[Any] = []
     for layer in network.layers:
-        x = getattr(keras.layers, layer.keras_class)(*layer.args, **dict(layer.kwargs))(x)
-    return keras.Model(inputs=inputs, outputs=x, name=network.name)
+        made = getattr(keras.layers, layer.keras_class)(*layer.args, **dict(layer.kwargs))
+        tensors = [inputs if i < 0 else outputs[i] for i in layer.inputs]
+        outputs.append(made(tensors if len(tensors) > 1 else tensors[0]))
+        built.append(made)
+    output = outputs[network.output] if network.output >= 0 else inputs
+    return keras.Model(inputs=inputs, outputs=output, name=network.name), built
 
 
 def differences(model: Any, network: Network) -> list[str]:
-    """Where a Keras model's layers disagree with the checker's figures (empty when they agree)."""
-    found: list[str] = []
-    built = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    if len(built) != len(network.layers):
-        return [f"Keras has {len(built)} layers, the checker {len(network.layers)}"]
-    for i, (k, ours) in enumerate(zip(built, network.layers, strict=True), 1):
-        theirs = (
+    """Where a Keras model disagrees with the checker (empty when they agree).
+
+    Keras lists a branching model's layers in its own order, so layers are compared as a multiset
+    of (class, output shape, trainable, non-trainable), plus the totals.
+    """
+    theirs = Counter(
+        (
             type(k).__name__,
             tuple(k.output.shape[1:]),
             sum(int(w.numpy().size) for w in k.trainable_weights),
             sum(int(w.numpy().size) for w in k.non_trainable_weights),
         )
-        mine = (ours.keras_class, ours.output_shape, ours.trainable, ours.non_trainable)
-        if theirs != mine:
-            found.append(f"layer {i} ({ours.text}): Keras {theirs} != checker {mine}")
+        for k in model.layers
+        if type(k).__name__ != "InputLayer"
+    )
+    mine = Counter(
+        (layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable) for layer in network.layers
+    )
+    found = [f"Keras has {n} × {row}, the checker {mine[row]}" for row, n in (theirs - mine).items()]
+    found += [f"the checker has {n} × {row}, Keras {theirs[row]}" for row, n in (mine - theirs).items()]
+    if model.count_params() != network.params:
+        found.append(f"Keras counts {model.count_params():,} params, the checker {network.params:,}")
     return found

@@ -192,14 +192,20 @@ def _slide(
     return h, w
 
 
-def conv(shape: Shape, c: Config) -> Figures:
-    _need_rank(shape, 3)
-    k, s, d, g, f = pair(c["kernel_size"]), pair(c["strides"]), pair(c["dilation_rate"]), int(c["groups"]), int(c["filters"])  # type: ignore[call-overload]
+def _strides_dilation(c: Config) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k, s, d = pair(c["kernel_size"]), pair(c["strides"]), pair(c["dilation_rate"])
     if max(s) > 1 and max(d) > 1:
         raise Problem(
             f"strides {s} cannot be combined with dilation {d} (Keras allows only one of them above 1)",
             "use s=1 with dilation, or dilation=1 with strides",
         )
+    return k, s, d
+
+
+def conv(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    k, s, d = _strides_dilation(c)
+    g, f = int(c["groups"]), int(c["filters"])  # type: ignore[call-overload]
     problems = []
     if shape[2] % g or f % g:
         which = " and ".join(f"{n} {what}" for n, what in ((shape[2], "input channels"), (f, "filters")) if n % g)
@@ -209,6 +215,30 @@ def conv(shape: Shape, c: Config) -> Figures:
     per_filter = k[0] * k[1] * (shape[2] // g)
     weights = per_filter * f + (f if c["use_bias"] else 0)
     return Figures((h, w, f), weights, 0, h * w * per_filter * f, tuple(problems))
+
+
+def depthwise(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    k, s, d = _strides_dilation(c)
+    out_channels = shape[2] * int(c["depth_multiplier"])  # type: ignore[call-overload]
+    h, w = _slide(shape, k, s, d, c["padding"])
+    weights = k[0] * k[1] * out_channels + (out_channels if c["use_bias"] else 0)
+    return Figures((h, w, out_channels), weights, 0, h * w * k[0] * k[1] * out_channels)
+
+
+def separable(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    k, s, d = _strides_dilation(c)
+    mid, f = shape[2] * int(c["depth_multiplier"]), int(c["filters"])  # type: ignore[call-overload]
+    h, w = _slide(shape, k, s, d, c["padding"])
+    weights = k[0] * k[1] * mid + mid * f + (f if c["use_bias"] else 0)
+    return Figures((h, w, f), weights, 0, h * w * (k[0] * k[1] * mid + mid * f))
+
+
+def upsample(shape: Shape, c: Config) -> Figures:
+    _need_rank(shape, 3)
+    sh, sw = pair(c["size"])
+    return Figures((shape[0] * sh, shape[1] * sw, shape[2]))
 
 
 def pool(shape: Shape, c: Config) -> Figures:
@@ -278,13 +308,38 @@ def group_norm(shape: Shape, c: Config) -> Figures:
     return Figures(shape, 2 * channels, 0, 0, tuple(problems))
 
 
+def add(shapes: tuple[Shape, ...], c: Config) -> Figures:
+    shortcut, body = shapes
+    if shortcut != body:
+        raise Problem(
+            f"the residual's paths end in different shapes: body {_fmt(body)}, shortcut {_fmt(shortcut)}",
+            f"make the body end in {_fmt(shortcut)}, or project the input: res(..., shortcut=conv{body[-1]}(k=1) bn)",
+        )
+    return Figures(body)
+
+
+def concat(shapes: tuple[Shape, ...], c: Config) -> Figures:
+    if len({len(s) for s in shapes}) > 1 or len({s[:-1] for s in shapes}) > 1:
+        listed = ", ".join(_fmt(s) for s in shapes)
+        raise Problem(
+            f"branches can only be concatenated on channels when all else agrees, got {listed}",
+            "make every branch keep the same height and width (pad=same, equal strides)",
+        )
+    return Figures((*shapes[0][:-1], sum(s[-1] for s in shapes)))
+
+
 def _divisors(n: int) -> str:
     return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
 # ---- the registry ----------------------------------------------------------------------------
 
-Rule = Callable[[Shape, Config], Figures]
+Rule = Callable[[tuple[Shape, ...], Config], Figures]  # input shapes (one for most layers) → figures
+
+
+def _one(rule: Callable[[Shape, Config], Figures]) -> Rule:
+    """A rule for a single-input layer."""
+    return lambda shapes, c: rule(shapes[0], c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +353,7 @@ class LayerKind:
     fixed: tuple[tuple[str | None, object], ...] = ()  # Keras arguments the kind implies; key None: positional
     positional: str | None = None  # spec key a positional argument fills: gn(16) → groups
     is_norm: bool = False
-    weighted: bool = False  # has trainable weights applied to features (conv, dense): used by warnings
+    with_args: LayerKind | None = None  # the kind used instead when arguments are given: relu(max=6) → ReLU
     params_by_key: dict[str, Param] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -317,15 +372,39 @@ def _padding(always: bool) -> Param:
     return Param("pad", "padding", "choice", "valid", choices=("valid", "same"), always=always)
 
 
-def _activation(name: str) -> LayerKind:
-    return LayerKind(name, "Activation", same, f"Activation({name!r})", fixed=((None, name),), params=(_name(),))
+def _activation(name: str, with_args: LayerKind | None = None) -> LayerKind:
+    doc = f"Activation({name!r})" + (f"; with arguments {with_args.doc}" if with_args else "")
+    return LayerKind(name, "Activation", _one(same), doc, fixed=((None, name),), params=(_name(),), with_args=with_args)
+
+
+def _conv_params(kernel_positional: bool) -> tuple[Param, ...]:
+    return (
+        Param("k", "kernel_size", "pair", 3, lo=1, always=True, positional=kernel_positional),
+        Param("s", "strides", "pair", (1, 1), lo=1),
+        _padding(always=True),
+        Param("dilation", "dilation_rate", "pair", (1, 1), lo=1),
+    )
+
+
+_RELU = LayerKind(
+    "relu",
+    "ReLU",
+    _one(same),
+    "ReLU(max_value=..., negative_slope=..., threshold=...)",
+    params=(
+        Param("max", "max_value", "float", None, lo=0),
+        Param("slope", "negative_slope", "float", 0.0, lo=0),
+        Param("threshold", "threshold", "float", 0.0),
+        _name(),
+    ),
+)
 
 
 def _pool(name: str, cls: str) -> LayerKind:
     return LayerKind(
         name,
         cls,
-        pool,
+        _one(pool),
         f"{cls}: pool 2 by default, strides = pool size unless s= is given",
         params=(
             Param("pool", "pool_size", "pair", 2, lo=1, always=True, positional=True),  # Keras 3 requires it
@@ -341,26 +420,22 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     LayerKind(
         "conv",
         "Conv2D",
-        conv,
+        _one(conv),
         "Conv2D(N, 3, padding='valid'): a 3×3 valid convolution with N filters",
         width="filters",
         params=(
-            Param("k", "kernel_size", "pair", 3, lo=1, always=True, positional=True),
-            Param("s", "strides", "pair", (1, 1), lo=1),
-            _padding(always=True),
-            Param("dilation", "dilation_rate", "pair", (1, 1), lo=1),
+            *_conv_params(kernel_positional=True),
             Param("groups", "groups", "int", 1, lo=1),
             Param("act", "activation", "activation", None),
             Param("bias", "use_bias", "bool", True),
             _name(),
         ),
         positional="k",
-        weighted=True,
     ),
     LayerKind(
         "bn",
         "BatchNormalization",
-        batch_norm,
+        _one(batch_norm),
         "BatchNormalization(axis=-1): 4·C weights, 2·C of them non-trainable",
         params=(
             Param("axis", "axis", "axis", -1, always=True),
@@ -374,7 +449,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     LayerKind(
         "ln",
         "LayerNormalization",
-        layer_norm,
+        _one(layer_norm),
         "LayerNormalization(axis=-1)",
         params=(Param("axis", "axis", "axis", -1, always=True), _eps(), _name()),
         is_norm=True,
@@ -382,7 +457,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     LayerKind(
         "in",
         "GroupNormalization",
-        group_norm,
+        _one(group_norm),
         "instance norm: GroupNormalization(groups=-1, axis=-1)",
         params=(_eps(), _name()),
         fixed=(("groups", -1), ("axis", -1)),
@@ -391,34 +466,69 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     LayerKind(
         "gn",
         "GroupNormalization",
-        group_norm,
+        _one(group_norm),
         "GroupNormalization(groups=G, axis=-1): the channels must split evenly into G groups",
         params=(Param("groups", "groups", "int", None, lo=1, required=True, always=True), _eps(), _name()),
         fixed=(("axis", -1),),
         positional="groups",
         is_norm=True,
     ),
-    *(_activation(a) for a in ("relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "elu", "selu")),
+    LayerKind(
+        "dwconv",
+        "DepthwiseConv2D",
+        _one(depthwise),
+        "DepthwiseConv2D(3, padding='valid'): one 3×3 filter per channel (× mult)",
+        params=(
+            *_conv_params(kernel_positional=True),
+            Param("mult", "depth_multiplier", "int", 1, lo=1),
+            Param("act", "activation", "activation", None),
+            Param("bias", "use_bias", "bool", True),
+            _name(),
+        ),
+        positional="k",
+    ),
+    LayerKind(
+        "sepconv",
+        "SeparableConv2D",
+        _one(separable),
+        "SeparableConv2D(N, 3, padding='valid'): depthwise then 1×1 pointwise to N filters",
+        width="filters",
+        params=(
+            *_conv_params(kernel_positional=True),
+            Param("mult", "depth_multiplier", "int", 1, lo=1),
+            Param("act", "activation", "activation", None),
+            Param("bias", "use_bias", "bool", True),
+            _name(),
+        ),
+        positional="k",
+    ),
+    _activation("relu", with_args=_RELU),
+    *(_activation(a) for a in ("gelu", "silu", "sigmoid", "tanh", "softmax", "elu", "selu")),
     _pool("maxpool", "MaxPooling2D"),
     _pool("avgpool", "AveragePooling2D"),
     LayerKind(
-        "gap", "GlobalAveragePooling2D", global_pool, "GlobalAveragePooling2D: (H, W, C) → (C,)", params=(_name(),)
+        "gap",
+        "GlobalAveragePooling2D",
+        _one(global_pool),
+        "GlobalAveragePooling2D: (H, W, C) → (C,)",
+        params=(_name(),),
     ),
-    LayerKind("gmp", "GlobalMaxPooling2D", global_pool, "GlobalMaxPooling2D: (H, W, C) → (C,)", params=(_name(),)),
-    LayerKind("flatten", "Flatten", flatten, "Flatten", params=(_name(),)),
+    LayerKind(
+        "gmp", "GlobalMaxPooling2D", _one(global_pool), "GlobalMaxPooling2D: (H, W, C) → (C,)", params=(_name(),)
+    ),
+    LayerKind("flatten", "Flatten", _one(flatten), "Flatten", params=(_name(),)),
     LayerKind(
         "dense",
         "Dense",
-        dense,
+        _one(dense),
         "Dense(N) on the last axis",
         width="units",
         params=(Param("act", "activation", "activation", None), Param("bias", "use_bias", "bool", True), _name()),
-        weighted=True,
     ),
     LayerKind(
         "dropout",
         "Dropout",
-        same,
+        _one(same),
         "Dropout(p), p in [0, 1)",
         params=(Param("p", "rate", "float", None, lo=0, hi=1, hi_open=True, required=True, positional=True), _name()),
         positional="p",
@@ -426,11 +536,35 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     LayerKind(
         "zeropad",
         "ZeroPadding2D",
-        zeropad,
+        _one(zeropad),
         "ZeroPadding2D(p): p, (h, w) or ((top, bottom), (left, right))",
         params=(Param("p", "padding", "padding2d", (1, 1), positional=True), _name()),
         positional="p",
     ),
+    LayerKind(
+        "upsample",
+        "UpSampling2D",
+        _one(upsample),
+        "UpSampling2D(size): repeat rows and columns, 2 by default",
+        params=(
+            Param("size", "size", "pair", (2, 2), lo=1, positional=True),
+            Param(
+                "interp",
+                "interpolation",
+                "choice",
+                "nearest",
+                choices=("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5", "area"),
+            ),
+            _name(),
+        ),
+        positional="size",
+    ),
 )
+
+# What res(...) and cat(...) join their paths with; not written as layers in specs.
+MERGES: dict[str, LayerKind] = {
+    "res": LayerKind("res", "Add", add, "Add()([shortcut, body])"),
+    "cat": LayerKind("cat", "Concatenate", concat, "Concatenate(axis=-1)(branches)", fixed=(("axis", -1),)),
+}
 
 KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}

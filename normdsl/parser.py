@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -10,7 +11,22 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from normdsl._paths import data_dir
-from normdsl.ast import Arg, InputDecl, Layer, Node, Repeat, Spec, Value
+from normdsl.ast import (
+    Arg,
+    BinOp,
+    BlockDef,
+    Concat,
+    Expr,
+    InputDecl,
+    Layer,
+    Node,
+    Param,
+    Ref,
+    Repeat,
+    Residual,
+    Spec,
+    Value,
+)
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 
 MAX_NESTING = 64  # groups inside groups; deeper specs are rejected before the tree is walked
@@ -30,7 +46,7 @@ def parse(text: str, *, filename: str = "<spec>") -> Spec:
         raise SpecError([_syntax_diagnostic(exc, text)], text, filename) from None
     _check_nesting(tree, text, filename)
     spec: Spec = _ToAst().transform(tree)
-    return Spec(body=spec.body, input=spec.input, filename=filename, source=text)
+    return dataclasses.replace(spec, filename=filename, source=text)
 
 
 def _span(meta: object) -> Span:
@@ -49,29 +65,72 @@ class _ToAst(Transformer[Token, Spec]):
         raise NotImplementedError(f"normdsl: grammar rule {data!r} has no AST translation")
 
     def start(self, meta: object, children: list[object]) -> Spec:
-        decl = children[0] if children and isinstance(children[0], InputDecl) else None
-        body = tuple(c for c in children if not isinstance(c, InputDecl))
-        return Spec(body=body, input=decl)  # type: ignore[arg-type]
+        inputs = tuple(c for c in children if isinstance(c, InputDecl))
+        blocks = tuple(c for c in children if isinstance(c, BlockDef))
+        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef))
+        return Spec(body=body, inputs=inputs, blocks=blocks)  # type: ignore[arg-type]
 
     def input_decl(self, meta: object, children: list[Token]) -> InputDecl:
         return InputDecl(tuple(int(t) for t in children[1:]), _span(meta))
 
+    def block_def(self, meta: object, children: list[object]) -> BlockDef:
+        head, *params, body = children
+        assert isinstance(head, Token)
+        return BlockDef(str(head)[:-1], tuple(params), body, _span(meta), _name_span(head, len(head) - 1))  # type: ignore[arg-type]
+
+    def alias_def(self, meta: object, children: list[object]) -> BlockDef:
+        name, body = children
+        assert isinstance(name, Token)
+        return BlockDef(str(name), (), body, _span(meta), _span(name))  # type: ignore[arg-type]
+
+    def param(self, meta: object, children: list[object]) -> Param:
+        name, *default = children
+        return Param(str(name), default[0] if default else None, _span(meta))  # type: ignore[arg-type]
+
     def repeat(self, meta: object, children: list[object]) -> Repeat:
         unit, count = children
-        assert isinstance(count, Token)
         body = unit.body if isinstance(unit, Repeat) and unit.count == 1 else (unit,)
-        return Repeat(body, int(count), _span(meta), _span(count))  # type: ignore[arg-type]
+        span = _span(meta)
+        if isinstance(count, Ref | BinOp):
+            count_span = count.span
+        else:  # a literal count ends the repetition
+            n = len(str(count))
+            count_span = Span(
+                span.end_line, span.end_column - n, span.end_line, span.end_column, span.end - n, span.end
+            )
+        return Repeat(body, count, span, count_span)  # type: ignore[arg-type]
 
     def group(self, meta: object, children: list[Node]) -> Repeat:
         return Repeat(tuple(children), 1, _span(meta))
 
+    def seq(self, meta: object, children: list[Node]) -> tuple[Node, ...]:
+        return tuple(children)
+
+    def residual(self, meta: object, children: list[object]) -> Residual:
+        body = children[1]
+        shortcut = children[2] if len(children) > 2 else None
+        return Residual(body, shortcut, _span(meta))  # type: ignore[arg-type]
+
+    def concat(self, meta: object, children: list[object]) -> Concat:
+        return Concat(tuple(children[1:]), _span(meta))  # type: ignore[arg-type]
+
     def bare_layer(self, meta: object, children: list[Token]) -> Layer:
-        return _layer(children[0], str(children[0]), (), meta)
+        return _layer(children[0], str(children[0]), None, (), meta)
 
     def call_layer(self, meta: object, children: list[object]) -> Layer:
         name = children[0]
         assert isinstance(name, Token)
-        return _layer(name, str(name)[:-1], tuple(children[1:]), meta)  # type: ignore[arg-type]
+        return _layer(name, str(name)[:-1], None, tuple(children[1:]), meta)  # type: ignore[arg-type]
+
+    def width_layer(self, meta: object, children: list[object]) -> Layer:
+        name, width = children
+        assert isinstance(name, Token)
+        return _layer(name, str(name)[:-1], width, (), meta)  # type: ignore[arg-type]
+
+    def width_call_layer(self, meta: object, children: list[object]) -> Layer:
+        name, width, _close, *args = children
+        assert isinstance(name, Token)
+        return _layer(name, str(name)[:-1], width, tuple(args), meta)  # type: ignore[arg-type]
 
     def kwarg(self, meta: object, children: list[object]) -> Arg:
         key, value = children
@@ -80,10 +139,10 @@ class _ToAst(Transformer[Token, Spec]):
     def posarg(self, meta: object, children: list[Value]) -> Arg:
         return Arg(None, children[0], _span(meta))
 
-    def int(self, meta: object, children: list[Token]) -> int:
+    def integer(self, meta: object, children: list[Token]) -> int:
         return int(children[0])
 
-    def float(self, meta: object, children: list[Token]) -> float:
+    def real(self, meta: object, children: list[Token]) -> float:
         return float(children[0])
 
     def string(self, meta: object, children: list[Token]) -> str:
@@ -94,15 +153,38 @@ class _ToAst(Transformer[Token, Spec]):
         word = str(children[0])
         return {"true": True, "false": False}.get(word, word)
 
-    def tuple(self, meta: object, children: list[Value]) -> Value:
+    def pair(self, meta: object, children: list[Value]) -> Value:
         return tuple(children)
 
+    def num(self, meta: object, children: list[Token]) -> int:
+        return int(children[0])
 
-def _layer(token: Token, name: str, args: tuple[Arg, ...], meta: object) -> Layer:
-    sized = _SIZED.fullmatch(name)
-    kind, width = (sized[1], int(sized[2])) if sized else (name, None)
-    name_span = Span(token.line, token.column, token.line, token.column + len(name), token.start_pos, token.start_pos + len(name))  # type: ignore[arg-type, operator]
-    return Layer(kind, width, args, _span(meta), name_span)
+    def ref(self, meta: object, children: list[Token]) -> Ref:
+        return Ref(str(children[0]), _span(meta))
+
+    def add(self, meta: object, children: list[Expr]) -> BinOp:
+        return BinOp("+", children[0], children[1], _span(meta))
+
+    def sub(self, meta: object, children: list[Expr]) -> BinOp:
+        return BinOp("-", children[0], children[1], _span(meta))
+
+    def mul(self, meta: object, children: list[Expr]) -> BinOp:
+        return BinOp("*", children[0], children[1], _span(meta))
+
+    def floordiv(self, meta: object, children: list[Expr]) -> BinOp:
+        return BinOp("//", children[0], children[1], _span(meta))
+
+
+def _name_span(token: Token, length: int) -> Span:
+    line, column, start = token.line, token.column, token.start_pos
+    assert line is not None and column is not None and start is not None
+    return Span(line, column, line, column + length, start, start + length)
+
+
+def _layer(token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], meta: object) -> Layer:
+    sized = _SIZED.fullmatch(name) if width is None else None
+    kind, width = (sized[1], int(sized[2])) if sized else (name, width)
+    return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
 
 def _check_nesting(tree: Tree[Token], text: str, filename: str) -> None:

@@ -1,0 +1,289 @@
+"""Spec → instances: blocks called with their arguments, parameters substituted, repetitions
+unrolled, residual and branch paths wired. The result is the model's graph in creation order
+(a shortcut path before its body, as keras.applications builds them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from normdsl.ast import Arg, BinOp, BlockDef, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
+from normdsl.diagnostics import Span, did_you_mean
+
+MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
+UNKNOWN = -2  # Instance.inputs entry: a tensor whose producer could not be expanded
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """A block use on the way to an instance: block ``block`` used at ``span``."""
+
+    block: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    kind: str  # a layer kind (checked against the registry later), or add / concat
+    width: int | None
+    args: tuple[Arg, ...]  # values evaluated: no Ref or BinOp left
+    inputs: tuple[int, ...]  # producers, by index; MODEL_INPUT or UNKNOWN
+    span: Span  # where it is written in the spec (for a replaced block: where it is used)
+    text: str  # as written, on one line
+    stack: tuple[Use, ...]  # the block uses it sits in, outermost first
+    merge: bool = False  # the Add of a res(...) or the Concatenate of a cat(...); kind is res or cat
+
+
+@dataclass(frozen=True, slots=True)
+class ExpansionLimits:
+    max_layers: int
+    max_call_depth: int
+
+
+Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
+
+
+class TooBig(Exception):
+    pass
+
+
+class Expander:
+    def __init__(
+        self, spec: Spec, blocks: dict[str, BlockDef], sources: dict[str, str], limits: ExpansionLimits, report: Report
+    ):
+        self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
+        self.instances: list[Instance] = []
+        self.too_big = False  # stopped at limits.max_layers
+
+    def run(self) -> list[Instance]:
+        x = MODEL_INPUT
+        for node in self.spec.body:
+            try:
+                x = self.node(node, x, {}, ())
+            except TooBig:
+                self.too_big = True
+                self.report(
+                    f"the spec expands to more than {self.limits.max_layers:,} layers",
+                    node.span,
+                    "lower the repetition counts",
+                    (),
+                )
+                break
+        return self.instances
+
+    # ---- one node ---------------------------------------------------------------------------
+
+    def node(self, node: Node, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        if isinstance(node, Layer):
+            return self.layer(node, x, env, stack)
+        if isinstance(node, Repeat):
+            count = self.count(node, env, stack)
+            for _ in range(count):
+                x = self.seq(node.body, x, env, stack)
+            return x
+        if isinstance(node, Residual):
+            shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
+            body = self.seq(node.body, x, env, stack)
+            return self.add("res", (shortcut, body), self.where(node.span, stack)[0], "res", stack, merge=True)
+        branches = tuple(self.seq(branch, x, env, stack) for branch in node.branches)
+        return self.add("cat", branches, self.where(node.span, stack)[0], "cat", stack, merge=True)
+
+    def seq(self, nodes: tuple[Node, ...], x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        for node in nodes:
+            x = self.node(node, x, env, stack)
+        return x
+
+    def add(
+        self,
+        kind: str,
+        inputs: tuple[int, ...],
+        span: Span,
+        text: str,
+        stack: tuple[Use, ...],
+        width: int | None = None,
+        args: tuple[Arg, ...] = (),
+        *,
+        merge: bool = False,
+    ) -> int:
+        if len(self.instances) >= self.limits.max_layers:
+            raise TooBig
+        self.instances.append(Instance(kind, width, args, inputs, span, text, stack, merge))
+        return len(self.instances) - 1
+
+    def layer(self, layer: Layer, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        block = self.blocks.get(layer.kind)
+        if block is not None and layer.width is None:
+            return self.call(block, layer, x, env, stack)
+        width: int | None = None
+        if layer.width is not None:
+            value = self.value(layer.width, env, stack)
+            if value is None:
+                return UNKNOWN
+            if not isinstance(value, int) or isinstance(value, bool):
+                self.problem(f"the width of {layer.kind} must be an integer, got {value!r}", layer.name_span, stack)
+                return UNKNOWN
+            width = value
+        args = []
+        for arg in layer.args:
+            value = self.value(arg.value, env, stack)
+            if value is None:
+                return UNKNOWN
+            args.append(Arg(arg.key, value, arg.span))
+        span, text = self.where(layer.span, stack)
+        return self.add(layer.kind, (x,), span, text, stack, width, tuple(args))
+
+    def where(self, span: Span, stack: tuple[Use, ...]) -> tuple[Span, str]:
+        """Span and text of a node; inside a block from outside the spec (--norm), its use site in the spec."""
+        for use in stack:
+            if use.block in self.sources:
+                return use.span, _one_line(self.sources[use.block][span.start : span.end])
+        return span, _one_line(self.spec.source[span.start : span.end])
+
+    # ---- blocks -----------------------------------------------------------------------------
+
+    def call(self, block: BlockDef, use: Layer, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        path = [u.block for u in stack]
+        if block.name in path:
+            cycle = " → ".join([*path[path.index(block.name) :], block.name])
+            self.problem(
+                f"block '{block.name}' uses itself ({cycle})",
+                use.span,
+                stack,
+                "a block may use other blocks, not itself",
+            )
+            return UNKNOWN
+        if len(stack) >= self.limits.max_call_depth:
+            self.problem(f"blocks are nested more than {self.limits.max_call_depth} deep", use.span, stack)
+            return UNKNOWN
+        bindings = self.bind(block, use, env, stack)
+        if bindings is None:
+            return UNKNOWN
+        return self.node(block.body, x, bindings, (*stack, Use(block.name, use.span)))
+
+    def bind(
+        self, block: BlockDef, use: Layer, env: dict[str, Value], stack: tuple[Use, ...]
+    ) -> dict[str, Value] | None:
+        names = [p.name for p in block.params]
+        bound: dict[str, Value] = {}
+        ok = True
+        positional = use.positional
+        if len(positional) > len(names):
+            ok = self.problem(
+                f"block '{block.name}' takes {len(names)} argument(s), got {len(positional)}",
+                positional[len(names)].span,
+                stack,
+                _signature(block),
+            )
+        for name, arg in zip(names, positional, strict=False):
+            value = self.value(arg.value, env, stack)
+            ok = ok and value is not None
+            bound[name] = value  # type: ignore[assignment]
+        for arg in use.keywords:
+            assert arg.key is not None
+            if arg.key not in names:
+                ok = self.problem(
+                    f"block '{block.name}' has no parameter '{arg.key}'",
+                    arg.span,
+                    stack,
+                    did_you_mean(arg.key, names) or _signature(block),
+                )
+            elif arg.key in bound:
+                ok = self.problem(f"parameter '{arg.key}' is given twice", arg.span, stack)
+            else:
+                value = self.value(arg.value, env, stack)
+                ok = ok and value is not None
+                bound[arg.key] = value  # type: ignore[assignment]
+        for param in block.params:
+            if param.name not in bound:
+                if param.default is None:
+                    ok = self.problem(
+                        f"block '{block.name}' needs its parameter '{param.name}'", use.span, stack, _signature(block)
+                    )
+                else:
+                    bound[param.name] = param.default
+        return bound if ok else None
+
+    # ---- values -----------------------------------------------------------------------------
+
+    def count(self, node: Repeat, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        value = self.value(node.count, env, stack)
+        span = node.count_span or node.span
+        if value is None:
+            return 0
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(f"a repetition count must be an integer, got {value!r}", span, stack)
+            return 0
+        if isinstance(node.count, int) and value < 1:
+            self.problem(f"a repetition count must be at least 1, got {value}", span, stack)
+            return 0
+        if value < 0:
+            self.problem(f"a repetition count must not be negative, got {value}", span, stack)
+            return 0
+        if value > self.limits.max_layers:
+            raise TooBig
+        return value
+
+    def value(self, value: Value, env: dict[str, Value], stack: tuple[Use, ...]) -> Value | None:
+        """The value with parameters substituted, or None after reporting why it has none."""
+        if isinstance(value, str):
+            return env.get(value, value)  # a bare word naming a parameter is that parameter: s=s
+        if isinstance(value, tuple):
+            items = tuple(self.value(v, env, stack) for v in value)
+            return None if None in items else items  # type: ignore[return-value]
+        if isinstance(value, Ref | BinOp):
+            return self.expr(value, env, stack)
+        return value
+
+    def expr(self, expr: Expr, env: dict[str, Value], stack: tuple[Use, ...]) -> Value | None:
+        if isinstance(expr, int):
+            return expr
+        if isinstance(expr, Ref):
+            if expr.name not in env:
+                hint = did_you_mean(expr.name, env) or (
+                    "block parameters: " + ", ".join(env)
+                    if env
+                    else "parameters exist only inside a block: let name(f) = conv{f}"
+                )
+                self.problem(f"'{expr.name}' is not a parameter here", expr.span, stack, hint)
+                return None
+            return env[expr.name]
+        left, right = self.expr(expr.left, env, stack), self.expr(expr.right, env, stack)
+        if left is None or right is None:
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right)):
+            self.problem(f"arithmetic needs integers, got {left!r} {expr.op} {right!r}", expr.span, stack)
+            return None
+        assert isinstance(left, int) and isinstance(right, int)
+        if expr.op == "//" and right == 0:
+            self.problem("division by zero", expr.span, stack)
+            return None
+        result = {"+": left + right, "-": left - right, "*": left * right, "//": left // right if right else 0}[expr.op]
+        if abs(result) > 10**12:
+            self.problem(f"{result} is too large a number", expr.span, stack)
+            return None
+        return result
+
+    def problem(self, message: str, span: Span, stack: tuple[Use, ...], hint: str | None = None) -> bool:
+        self.report(message + context(stack), span, hint, notes(stack))
+        return False
+
+
+def context(stack: tuple[Use, ...]) -> str:
+    """`` in block 'b' used at 7:1`` for a problem inside a block ('' at the top level)."""
+    if not stack:
+        return ""
+    use = stack[-1]
+    return f" in block '{use.block}' used at {use.span.line}:{use.span.column}"
+
+
+def notes(stack: tuple[Use, ...]) -> tuple[tuple[str, Span], ...]:
+    return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(stack))
+
+
+def _signature(block: BlockDef) -> str:
+    params = ", ".join(p.name if p.default is None else f"{p.name}={p.default!r}" for p in block.params)
+    return f"{block.name}({params})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
