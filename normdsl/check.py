@@ -15,7 +15,7 @@ from pathlib import Path
 from normdsl.ast import Arg, BlockDef, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, ExpansionLimits, Instance, context, notes
-from normdsl.layers import KINDS, MERGES, LayerKind, Problem, Shape, coerce, pair
+from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
 from normdsl.parser import parse
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
@@ -75,6 +75,7 @@ class Network:
     warnings: tuple[Diagnostic, ...] = ()
     spec: Spec | None = None  # the spec as written (blocks, repetitions), with the norm in use
     output: int = -1  # the index of the layer whose output is the model's (-1: the input itself)
+    replaced: tuple[tuple[str, str], ...] = ()  # blocks replaced from outside the spec: (("norm", "gn(32)"),)
 
     @property
     def output_shape(self) -> Shape:
@@ -109,28 +110,29 @@ def check(
     return _Checker(spec, limits).run(input_shape, norm)
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """A layer's validated Keras call."""
-
-    kind: LayerKind
-    config: dict[str, object]  # every Keras argument, defaults filled in: what the rules read
-    args: tuple[object, ...]
-    kwargs: tuple[tuple[str, object], ...]
-
-
 class _Checker:
     def __init__(self, spec: Spec, limits: Limits):
         self.spec, self.limits = spec, limits
         self.diagnostics: list[Diagnostic] = []
-        self.resolved: dict[tuple[object, ...], _Call | None] = {}
+        self.resolved: dict[tuple[object, ...], KerasCall | None] = {}
         self.block_names: list[str] = []
+        self.reported: set[tuple[Span, str]] = set()
+        # group-norm divisibility problems, gathered per site: (instance, groups) → channel counts
+        self.splits: dict[tuple[Span, str, str, int], tuple[Instance, list[int]]] = {}
 
     def error(
-        self, message: str, span: Span, hint: str | None = None, notes: tuple[tuple[str, Span], ...] = ()
+        self, message: str, span: Span, hint: str | None = None, notes: tuple[tuple[str, Span], ...] = (), key: str = ""
     ) -> None:
-        if not any(d.span == span and d.message == message for d in self.diagnostics):  # once per site and problem
+        """Report an error once per site and problem (``key``: the message less where its block was used)."""
+        if (span, key or message) not in self.reported:
+            self.reported.add((span, key or message))
             self.diagnostics.append(Diagnostic("error", message, span, hint, notes))
+
+    def at(self, inst: Instance, span: Span, before: str, after: str = "", hint: str | None = None) -> None:
+        """Report ``before`` + where the instance's block is used + ``after``."""
+        message = before + context(inst.stack, span) + after
+        key = before + context(inst.stack, span, with_use=False) + after
+        self.error(message, span, hint, notes(inst.stack, span), key)
 
     def warn(self, message: str, span: Span, hint: str | None = None) -> None:
         diagnostic = Diagnostic("warning", message, span, hint)
@@ -173,6 +175,7 @@ class _Checker:
             warnings=tuple(self.diagnostics),
             spec=replace(self.spec, blocks=tuple(blocks.values())),
             output=index[len(instances) - 1] if instances else -1,
+            replaced=tuple(sources.items()),
         )
 
     def input(self, override: Shape | None) -> Shape | None:
@@ -235,26 +238,31 @@ class _Checker:
             if layer is not None:
                 shapes[i], index[i] = layer.output_shape, len(net)
                 net.append(layer)
+        for (span, text, _, groups), (inst, channels) in self.splits.items():
+            problem = split_problem(channels, groups)
+            if len(set(channels)) == 1:
+                self.at(inst, span, text, f": {problem.message}", problem.hint)
+            else:  # one site, many uses: name the block, not one of its uses
+                where = context(inst.stack, span, with_use=False)
+                self.error(f"{text}{where}: {problem.message}", span, problem.hint, notes(inst.stack, span))
         return net, index
 
-    def resolve(self, inst: Instance) -> _Call | None:
+    def resolve(self, inst: Instance) -> KerasCall | None:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
         if inst.merge:
-            return _call(MERGES[inst.kind], {}, None)
+            return keras_call(MERGES[inst.kind], {}, None)
         key = (inst.span.start, inst.kind, inst.width, tuple((a.key, _hashable(a.value)) for a in inst.args))
         if key not in self.resolved:
             self.resolved[key] = self._resolve(inst)
         return self.resolved[key]
 
-    def _resolve(self, inst: Instance) -> _Call | None:
-        where = context(inst.stack)
-        notes_ = notes(inst.stack)
+    def _resolve(self, inst: Instance) -> KerasCall | None:
         kind = KINDS.get(inst.kind)
         if kind is None:
             hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
             if inst.kind == "norm":
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
-            self.error(f"unknown layer '{inst.kind}'{where}", _name_span(inst), hint, notes_)
+            self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
             return None
         if kind.with_args is not None and any(a.key != "name" for a in inst.args):
             kind = kind.with_args
@@ -262,11 +270,11 @@ class _Checker:
         values: dict[str, object] = {}  # by Keras keyword
         positional = [a for a in inst.args if a.key is None]
         if positional and kind.positional is None:
-            self.error(f"{kind.name} takes no positional arguments{where}", positional[0].span, _takes(kind), notes_)
+            self.at(inst, positional[0].span, f"{kind.name} takes no positional arguments", "", _takes(kind))
             ok = False
         elif len(positional) > 1:
-            message = f"{kind.name} takes one positional argument ({kind.positional}), got {len(positional)}{where}"
-            self.error(message, positional[1].span, _takes(kind), notes_)
+            message = f"{kind.name} takes one positional argument ({kind.positional}), got {len(positional)}"
+            self.at(inst, positional[1].span, message, "", _takes(kind))
             ok = False
         named: list[tuple[str, Arg]] = [(kind.positional, positional[0])] if positional and kind.positional else []
         named += [(arg.key, arg) for arg in inst.args if arg.key is not None]
@@ -275,57 +283,61 @@ class _Checker:
             param = kind.params_by_key.get(key)
             if param is None:
                 hint = did_you_mean(key, kind.params_by_key) or _takes(kind)
-                self.error(f"{kind.name} has no argument '{key}'{where}", arg.span, hint, notes_)
+                self.at(inst, arg.span, f"{kind.name} has no argument '{key}'", "", hint)
                 ok = False
             elif key in seen:
-                self.error(f"argument '{key}' is given twice{where}", arg.span, None, notes_)
+                self.at(inst, arg.span, f"argument '{key}' is given twice")
                 ok = False
             else:
                 seen.add(key)
                 try:
                     values[param.keras] = coerce(param, arg.value)
                 except Problem as problem:
-                    self.error(f"{kind.name}: {problem.message}{where}", arg.span, problem.hint, notes_)
+                    self.at(inst, arg.span, f"{kind.name}: {problem.message}", "", problem.hint)
                     ok = False
         width = self.width(inst, kind)
         for param in kind.params:
             if param.required and param.key not in seen and width is not False:
                 hint = f"e.g. {kind.name}({_example(param)})"
-                self.error(f"{kind.name} needs its {param.keras} argument{where}", inst.span, hint, notes_)
+                self.at(inst, inst.span, f"{kind.name} needs its {param.keras} argument", "", hint)
                 ok = False
         if not ok or width is False:
             return None
-        return _call(kind, values, width)
+        return keras_call(kind, values, width)
 
     def width(self, inst: Instance, kind: LayerKind) -> int | bool | None:
         """The N of conv<N>: its value, None when the kind has none, False after reporting a problem."""
-        where, span = context(inst.stack), _name_span(inst)
+        span = _name_span(inst)
         if kind.width is None:
             if inst.width is None:
                 return None
             how = f"write {kind.name}({inst.width})" if kind.positional else f"write {kind.name}"
-            self.error(f"{kind.name} takes no number after its name{where}", span, how, notes(inst.stack))
+            self.at(inst, span, f"{kind.name} takes no number after its name", "", how)
             return False
         if inst.width is None:
-            self.error(
-                f"{kind.name} needs its number of {kind.width}{where}", span, f"e.g. {kind.name}64", notes(inst.stack)
-            )
+            self.at(inst, span, f"{kind.name} needs its number of {kind.width}", "", f"e.g. {kind.name}64")
             return False
         if not 1 <= inst.width <= self.limits.max_width:
-            message = f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {inst.width}{where}"
-            self.error(message, span, None, notes(inst.stack))
+            limit = f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {inst.width}"
+            self.at(inst, span, limit)
             return False
         return inst.width
 
-    def infer(self, inst: Instance, call: _Call, shapes: tuple[Shape, ...], inputs: tuple[int, ...]) -> NetLayer | None:
-        what = f"{inst.text}{context(inst.stack)}"
+    def infer(
+        self, inst: Instance, call: KerasCall, shapes: tuple[Shape, ...], inputs: tuple[int, ...]
+    ) -> NetLayer | None:
         try:
             figures = call.kind.rule(shapes, call.config)
         except Problem as problem:
-            self.error(f"{what}: {problem.message}", inst.span, problem.hint, notes(inst.stack))
+            self.at(inst, inst.span, inst.text, f": {problem.message}", problem.hint)
             return None
         for found in figures.problems:
-            self.error(f"{what}: {found.message}", inst.span, found.hint, notes(inst.stack))
+            if found.split is None:
+                self.at(inst, inst.span, inst.text, f": {found.message}", found.hint)
+                continue
+            channels, groups = found.split
+            site = (inst.span, inst.text, context(inst.stack, inst.span, with_use=False), groups)
+            self.splits.setdefault(site, (inst, []))[1].append(channels)
         return NetLayer(
             kind=call.kind.name,
             keras_class=call.kind.keras_class,
@@ -389,36 +401,6 @@ def _name_span(inst: Instance) -> Span:
     if span.end_line != span.line and n > span.end - span.start:
         return span
     return Span(span.line, span.column, span.line, span.column + n, span.start, span.start + n)
-
-
-def _call(kind: LayerKind, values: dict[str, object], width: int | None) -> _Call:
-    config: dict[str, object] = {p.keras: values.get(p.keras, p.default) for p in kind.params}
-    args: list[object] = []
-    always: list[tuple[str, object]] = []
-    optional: list[tuple[str, object]] = []
-    if kind.width is not None:
-        config[kind.width] = width
-        args.append(width)
-    for key, value in kind.fixed:
-        if key is None:
-            args.append(value)
-        else:
-            config[key] = value
-    for p in kind.params:
-        value = config[p.keras]
-        if p.always or (p.keras in values and not _same(p.type, value, p.default)):
-            if p.positional:
-                args.append(value)
-            else:
-                (always if p.always else optional).append((p.keras, value))
-    fixed = [(k, v) for k, v in kind.fixed if k is not None]
-    return _Call(kind, config, tuple(args), tuple(always + fixed + optional))
-
-
-def _same(value_type: str, value: object, default: object) -> bool:
-    if value_type == "pair" and default is not None:
-        return pair(value) == pair(default)
-    return type(value) is type(default) and value == default
 
 
 def _takes(kind: LayerKind) -> str:

@@ -59,7 +59,7 @@ def _shape(text: str) -> Shape:
 
 
 def _network(args: argparse.Namespace, path: str) -> Network:
-    network = check(parse(read_spec(path), filename=path), input_shape=args.input)
+    network = check(parse(read_spec(path), filename=path), input_shape=args.input, norm=args.norm)
     for warning in network.warnings:
         print(warning.render(network.source, path), file=sys.stderr)
     return network
@@ -169,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("spec", metavar="SPEC")
         p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape, e.g. 32,32,3")
+        p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder everywhere, e.g. 'gn(32)'")
         p.set_defaults(run=run)
         return p
 

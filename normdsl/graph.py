@@ -264,20 +264,29 @@ class Expander:
         return result
 
     def problem(self, message: str, span: Span, stack: tuple[Use, ...], hint: str | None = None) -> bool:
-        self.report(message + context(stack), span, hint, notes(stack))
+        self.report(message + context(stack, span), span, hint, notes(stack, span))
         return False
 
 
-def context(stack: tuple[Use, ...]) -> str:
+def enclosing(stack: tuple[Use, ...], span: Span) -> tuple[Use, ...]:
+    """The block uses around a problem, less a use standing exactly where it is reported (norm → gn)."""
+    uses = list(stack)
+    while uses and uses[-1].span == span:
+        uses.pop()
+    return tuple(uses)
+
+
+def context(stack: tuple[Use, ...], span: Span, *, with_use: bool = True) -> str:
     """`` in block 'b' used at 7:1`` for a problem inside a block ('' at the top level)."""
-    if not stack:
+    uses = enclosing(stack, span)
+    if not uses:
         return ""
-    use = stack[-1]
-    return f" in block '{use.block}' used at {use.span.line}:{use.span.column}"
+    use = uses[-1]
+    return f" in block '{use.block}'" + (f" used at {use.span.line}:{use.span.column}" if with_use else "")
 
 
-def notes(stack: tuple[Use, ...]) -> tuple[tuple[str, Span], ...]:
-    return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(stack))
+def notes(stack: tuple[Use, ...], span: Span) -> tuple[tuple[str, Span], ...]:
+    return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(enclosing(stack, span)))
 
 
 def _signature(block: BlockDef) -> str:

@@ -21,9 +21,10 @@ Config = Mapping[str, object]  # resolved Keras keyword arguments, every paramet
 class Problem(Exception):
     """A layer cannot be applied: the message and hint become a diagnostic at the layer."""
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, split: tuple[int, int] | None = None):
         super().__init__(message)
         self.message, self.hint = message, hint
+        self.split = split  # (channels, groups) of a divisibility problem: reported together per site
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,7 @@ def group_norm(shape: Shape, c: Config) -> Figures:
             Problem(
                 f"{channels} channels cannot be split into {groups} groups",
                 "valid group counts: " + _divisors(channels),
+                split=(channels, groups),
             )
         )
     return Figures(shape, 2 * channels, 0, 0, tuple(problems))
@@ -326,6 +328,14 @@ def concat(shapes: tuple[Shape, ...], c: Config) -> Figures:
             "make every branch keep the same height and width (pad=same, equal strides)",
         )
     return Figures((*shapes[0][:-1], sum(s[-1] for s in shapes)))
+
+
+def split_problem(channels: list[int], groups: int) -> Problem:
+    """One problem for a group norm that fails at several channel counts (a norm used in many places)."""
+    counts = sorted(set(channels))
+    listed = str(counts[0]) if len(counts) == 1 else ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
+    hint = "valid group counts" + ("" if len(counts) == 1 else " for all of them") + ": " + _divisors(math.gcd(*counts))
+    return Problem(f"{listed} channels cannot be split into {groups} groups", hint)
 
 
 def _divisors(n: int) -> str:
@@ -568,3 +578,61 @@ MERGES: dict[str, LayerKind] = {
 }
 
 KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}
+
+
+# ---- how a layer is called in Keras ----------------------------------------------------------
+
+
+class Code(str):
+    """Python expression text standing for a value in generated code (a block parameter: 4 * f).
+
+    Its repr is the text itself, and it never equals a default, so it is always written out.
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class KerasCall:
+    """A layer kind's Keras call for given argument values."""
+
+    kind: LayerKind
+    config: dict[str, object]  # every Keras argument, defaults filled in: what the rules read
+    args: tuple[object, ...]  # positional arguments
+    kwargs: tuple[tuple[str, object], ...]  # keyword arguments, in order
+
+
+def keras_call(kind: LayerKind, values: Mapping[str, object], width: object) -> KerasCall:
+    """The call: width and positional parameters first, then the arguments always written (padding,
+    axis, groups, as the seed notebook does), then the kind's fixed ones, then any other argument
+    that differs from Keras's default."""
+    config: dict[str, object] = {p.keras: values.get(p.keras, p.default) for p in kind.params}
+    args: list[object] = []
+    always: list[tuple[str, object]] = []
+    optional: list[tuple[str, object]] = []
+    if kind.width is not None:
+        config[kind.width] = width
+        args.append(width)
+    for key, value in kind.fixed:
+        if key is None:
+            args.append(value)
+        else:
+            config[key] = value
+    for p in kind.params:
+        value = config[p.keras]
+        if p.always or (p.keras in values and not _same(p.type, value, p.default)):
+            if p.positional:
+                args.append(value)
+            else:
+                (always if p.always else optional).append((p.keras, value))
+    fixed = [(k, v) for k, v in kind.fixed if k is not None]
+    return KerasCall(kind, config, tuple(args), tuple(always + fixed + optional))
+
+
+def _same(value_type: str, value: object, default: object) -> bool:
+    if isinstance(value, Code):
+        return False
+    if value_type == "pair" and default is not None:
+        return pair(value) == pair(default)
+    return type(value) is type(default) and value == default

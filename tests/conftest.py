@@ -30,10 +30,14 @@ def keras() -> Any:
     return keras
 
 
-def keras_rows(model: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
-    """Per layer, as Keras computes it: (class, output shape without batch, trainable, non-trainable)."""
+def keras_rows(model_or_layers: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """Per layer, as Keras computes it: (class, output shape without batch, trainable, non-trainable).
+
+    A model's layers come in Keras's own order; pass a list of layers for another order.
+    """
+    layers = model_or_layers if isinstance(model_or_layers, list) else model_or_layers.layers
     rows = []
-    for layer in model.layers:
+    for layer in layers:
         if type(layer).__name__ == "InputLayer":
             continue
         rows.append(
@@ -45,6 +49,13 @@ def keras_rows(model: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
             )
         )
     return rows
+
+
+def built_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """What Keras computes for each layer of a directly built network, in the checker's order."""
+    from normdsl.emit_keras import build
+
+    return keras_rows(build(network)[1])
 
 
 def checker_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:

@@ -20,27 +20,25 @@ from tensorflow.keras import layers
 
 def build_model(input_shape=(32, 32, 3)):
     inputs = keras.Input(shape=input_shape)
-    # cifar_vgg.nd:3:2  conv32(pad=same)
-    x = layers.Conv2D(32, 3, padding="same")(inputs)
-    x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:3:19  bn
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:3:22  relu
-    x = layers.Conv2D(32, 3, padding="same")(x)  # cifar_vgg.nd:3:2  conv32(pad=same)
-    x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:3:19  bn
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:3:22  relu
+    x = inputs
+    for _ in range(2):
+        # cifar_vgg.nd:3:2  conv32(pad=same)
+        x = layers.Conv2D(32, 3, padding="same")(x)
+        x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:3:19  bn
+        x = layers.Activation("relu")(x)  # cifar_vgg.nd:3:22  relu
     x = layers.MaxPooling2D(2, padding="valid")(x)  # cifar_vgg.nd:3:30  maxpool
-    x = layers.Conv2D(64, 3, padding="same")(x)  # cifar_vgg.nd:4:2  conv64(pad=same)
-    x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:4:19  bn
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:4:22  relu
-    x = layers.Conv2D(64, 3, padding="same")(x)  # cifar_vgg.nd:4:2  conv64(pad=same)
-    x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:4:19  bn
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:4:22  relu
+    for _ in range(2):
+        # cifar_vgg.nd:4:2  conv64(pad=same)
+        x = layers.Conv2D(64, 3, padding="same")(x)
+        x = layers.BatchNormalization(axis=-1)(x)  # cifar_vgg.nd:4:19  bn
+        x = layers.Activation("relu")(x)  # cifar_vgg.nd:4:22  relu
     x = layers.MaxPooling2D(2, padding="valid")(x)  # cifar_vgg.nd:4:30  maxpool
-    x = layers.Conv2D(128, 3, padding="same")(x)  # cifar_vgg.nd:5:2  conv128(pad=same)
-    x = layers.GroupNormalization(groups=32, axis=-1)(x)  # cifar_vgg.nd:5:20  gn(32)
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:5:27  relu
-    x = layers.Conv2D(128, 3, padding="same")(x)  # cifar_vgg.nd:5:2  conv128(pad=same)
-    x = layers.GroupNormalization(groups=32, axis=-1)(x)  # cifar_vgg.nd:5:20  gn(32)
-    x = layers.Activation("relu")(x)  # cifar_vgg.nd:5:27  relu
+    for _ in range(2):
+        # cifar_vgg.nd:5:2  conv128(pad=same)
+        x = layers.Conv2D(128, 3, padding="same")(x)
+        # cifar_vgg.nd:5:20  gn(32)
+        x = layers.GroupNormalization(groups=32, axis=-1)(x)
+        x = layers.Activation("relu")(x)  # cifar_vgg.nd:5:27  relu
     # cifar_vgg.nd:5:35  maxpool(2, s=2, pad=same)
     x = layers.MaxPooling2D(2, padding="same", strides=2)(x)
     x = layers.Flatten()(x)  # cifar_vgg.nd:6:1  flatten

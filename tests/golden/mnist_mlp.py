@@ -17,14 +17,12 @@ from tensorflow.keras import layers
 
 def build_model(input_shape=(784,)):
     inputs = keras.Input(shape=input_shape)
-    x = layers.Dense(512)(inputs)  # mnist_mlp.nd:3:2  dense512
-    x = layers.LayerNormalization(axis=-1)(x)  # mnist_mlp.nd:3:11  ln
-    x = layers.Activation("relu")(x)  # mnist_mlp.nd:3:14  relu
-    x = layers.Dropout(0.2)(x)  # mnist_mlp.nd:3:19  dropout(0.2)
-    x = layers.Dense(512)(x)  # mnist_mlp.nd:3:2  dense512
-    x = layers.LayerNormalization(axis=-1)(x)  # mnist_mlp.nd:3:11  ln
-    x = layers.Activation("relu")(x)  # mnist_mlp.nd:3:14  relu
-    x = layers.Dropout(0.2)(x)  # mnist_mlp.nd:3:19  dropout(0.2)
+    x = inputs
+    for _ in range(2):
+        x = layers.Dense(512)(x)  # mnist_mlp.nd:3:2  dense512
+        x = layers.LayerNormalization(axis=-1)(x)  # mnist_mlp.nd:3:11  ln
+        x = layers.Activation("relu")(x)  # mnist_mlp.nd:3:14  relu
+        x = layers.Dropout(0.2)(x)  # mnist_mlp.nd:3:19  dropout(0.2)
     # mnist_mlp.nd:4:1  dense10(act=softmax)
     x = layers.Dense(10, activation="softmax")(x)
     return keras.Model(inputs=inputs, outputs=x, name="mnist_mlp")
