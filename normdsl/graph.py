@@ -43,8 +43,11 @@ class ExpansionLimits:
 Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
 
 
+_SIZE_UNKNOWN = 10**30  # sizes are capped here: beyond any limit
+
+
 class TooBig(Exception):
-    pass
+    """Expansion went past the layer limit after all (a safety net behind the size pass)."""
 
 
 class Expander:
@@ -53,23 +56,69 @@ class Expander:
     ):
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
         self.instances: list[Instance] = []
-        self.too_big = False  # stopped at limits.max_layers
+        self.too_big = False  # beyond limits.max_layers: nothing was expanded
+        self.quiet = 0  # > 0 while sizing: problems are not reported twice
+        self.visits = 0
+        self.sizes: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def run(self) -> list[Instance]:
-        x = MODEL_INPUT
+        """Expand the spec, after making sure (without expanding) that it stays within the layer limit."""
+        total = 0
         for node in self.spec.body:
-            try:
-                x = self.node(node, x, {}, ())
-            except TooBig:
+            total += self.size(node, {}, ())
+            if total > self.limits.max_layers:
                 self.too_big = True
-                self.report(
-                    f"the spec expands to more than {self.limits.max_layers:,} layers",
-                    node.span,
-                    "lower the repetition counts",
-                    (),
-                )
-                break
+                figure = f"{total:,} layers" if total < _SIZE_UNKNOWN else "too many layers to count"
+                message = f"the spec expands to {figure}, more than the limit of {self.limits.max_layers:,}"
+                self.report(message, node.span, "lower the repetition counts or block uses", ())
+                return []
+        x = MODEL_INPUT
+        try:
+            for node in self.spec.body:
+                x = self.node(node, x, {}, ())
+        except TooBig:
+            self.too_big = True
+            self.report(
+                f"the spec expands to more than {self.limits.max_layers:,} layers", self.spec.body[0].span, None, ()
+            )
         return self.instances
+
+    # ---- size, without expanding -------------------------------------------------------------
+
+    def size(self, node: Node, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        """How many layers ``node`` expands to (problems are left to the expansion to report)."""
+        self.quiet += 1
+        try:
+            return min(self._size(node, env, stack), _SIZE_UNKNOWN)
+        finally:
+            self.quiet -= 1
+
+    def _size(self, node: Node, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        self.visits += 1
+        if self.visits > 10 * self.limits.max_layers:
+            return _SIZE_UNKNOWN  # the spec is too intricate to count: as good as too big
+        if isinstance(node, Layer):
+            block = block_used(self.blocks, node)
+            if block is None:
+                return 1
+            if block.name in (u.block for u in stack) or len(stack) >= self.limits.max_call_depth:
+                return 0
+            bound = self.bind(block, node, env, stack)
+            if bound is None:
+                return 0
+            key = (block.name, tuple(sorted((k, repr(v)) for k, v in bound.items())))
+            if key not in self.sizes:
+                self.sizes[key] = self._size(block.body, bound, (*stack, Use(block.name, node.span)))
+            return self.sizes[key]
+        if isinstance(node, Repeat):
+            count = self.value(node.count, env, stack)
+            if not isinstance(count, int) or count <= 0:
+                return 0
+            return min(count * sum(self._size(n, env, stack) for n in node.body), _SIZE_UNKNOWN)
+        paths: tuple[tuple[Node, ...], ...] = (
+            (node.shortcut or (), node.body) if isinstance(node, Residual) else node.branches
+        )
+        return 1 + sum(self._size(n, env, stack) for path in paths for n in path)
 
     # ---- one node ---------------------------------------------------------------------------
 
@@ -111,8 +160,8 @@ class Expander:
         return len(self.instances) - 1
 
     def layer(self, layer: Layer, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        block = self.blocks.get(layer.kind)
-        if block is not None and layer.width is None:
+        block = block_used(self.blocks, layer)
+        if block is not None:
             return self.call(block, layer, x, env, stack)
         width: int | None = None
         if layer.width is not None:
@@ -264,7 +313,8 @@ class Expander:
         return result
 
     def problem(self, message: str, span: Span, stack: tuple[Use, ...], hint: str | None = None) -> bool:
-        self.report(message + context(stack, span), span, hint, notes(stack, span))
+        if not self.quiet:
+            self.report(message + context(stack, span), span, hint, notes(stack, span))
         return False
 
 
@@ -287,6 +337,13 @@ def context(stack: tuple[Use, ...], span: Span, *, with_use: bool = True) -> str
 
 def notes(stack: tuple[Use, ...], span: Span) -> tuple[tuple[str, Span], ...]:
     return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(enclosing(stack, span)))
+
+
+def block_used(blocks: dict[str, BlockDef], layer: Layer) -> BlockDef | None:
+    """The block a layer uses, if it names one: b(8), or b60 (a name ending in digits, not a width)."""
+    if layer.width is None:
+        return blocks.get(layer.kind)
+    return blocks.get(f"{layer.kind}{layer.width}") if isinstance(layer.width, int) else None
 
 
 def _signature(block: BlockDef) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value
 from normdsl.check import Network
+from normdsl.graph import block_used
 from normdsl.layers import KINDS, MERGES, Code, coerce, keras_call
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
@@ -137,8 +138,8 @@ class _Builder:
     def layer(
         self, layer: Layer, src: str, dst: str, params: frozenset[str], depth: int, external: str | None
     ) -> Statement:
-        block = self.blocks.get(layer.kind)
-        if block is not None and layer.width is None:
+        block = block_used(self.blocks, layer)
+        if block is not None:
             self.used.add(block.name)
             args = [src] + [
                 self.code(a, params) if a.key is None else f"{py_name(a.key)}={self.code(a, params)}"
