@@ -1,8 +1,10 @@
 """Network → a Keras-style summary table, or the same figures as JSON. No TensorFlow involved.
 
 Counting convention (Keras reports neither):
-- MACs: multiply-accumulates per sample of Conv2D (out_h·out_w·k_h·k_w·(C_in/groups)·filters) and
-  Dense (positions·inputs·units); bias additions, normalization, activation and pooling are not counted.
+- MACs: multiply-accumulates per sample of Conv2D (out_h·out_w·k_h·k_w·(C_in/groups)·filters),
+  DepthwiseConv2D (out_h·out_w·k_h·k_w·C_in·mult), SeparableConv2D (that plus out_h·out_w·C_in·mult·filters)
+  and Dense (positions·inputs·units); bias additions, normalization, activation, pooling, Add and
+  Concatenate are not counted.
 - FLOPs = 2 × MACs.
 - Activation memory: the elements of each layer's output per sample × 4 bytes (float32); the total
   is their sum, i.e. what a forward pass keeps for backpropagation, not peak inference memory.

@@ -113,13 +113,50 @@ def zeropad(draw: Any) -> Twin:
     return Twin(f"zeropad({text})", lambda L: L.ZeroPadding2D(p))
 
 
+@st.composite
+def depthwise_or_separable(draw: Any) -> Twin:
+    separable = draw(st.booleans())
+    spec_args: list[str] = []
+    kw: dict[str, Any] = {}
+    k_text, k = _pair(draw, 1, 4)
+    spec_args.append(f"k={k_text}")
+    if draw(st.booleans()):
+        s_text, kw["strides"] = _pair(draw, 1, 2)
+        spec_args.append(f"s={s_text}")
+    if draw(st.booleans()):
+        kw["padding"] = draw(st.sampled_from(["valid", "same"]))
+        spec_args.append(f"pad={kw['padding']}")
+    if draw(st.booleans()):
+        kw["depth_multiplier"] = draw(st.integers(1, 3))
+        spec_args.append(f"mult={kw['depth_multiplier']}")
+    if draw(st.integers(0, 3)) == 0:
+        kw["use_bias"] = False
+        spec_args.append("bias=false")
+    if separable:
+        filters = draw(st.integers(1, 8))
+        return Twin(f"sepconv{filters}{_args(spec_args)}", lambda L: L.SeparableConv2D(filters, k, **kw))
+    return Twin(f"dwconv{_args(spec_args)}", lambda L: L.DepthwiseConv2D(k, **kw))
+
+
+@st.composite
+def upsample(draw: Any) -> Twin:
+    text, size = _pair(draw, 1, 3)
+    interp = draw(st.sampled_from(["nearest", "bilinear"]))
+    return Twin(f"upsample({text}, interp={interp})", lambda L: L.UpSampling2D(size, interpolation=interp))
+
+
+RELU_ARGS = st.sampled_from([6.0, 1.0]).map(lambda m: Twin(f"relu(max={m})", lambda L: L.ReLU(max_value=m)))
+
+
 def simple(spec: str, make: Any) -> Twin:
     return Twin(spec, make)
 
 
 ACT = st.sampled_from(ACTIVATION_LAYERS).map(lambda a: simple(a, lambda L: L.Activation(a)))
 DROPOUT = st.sampled_from([0.0, 0.25, 0.5]).map(lambda p: simple(f"dropout({p})", lambda L: L.Dropout(p)))
-SPATIAL = st.one_of(conv(), conv(), norm(), pool(), zeropad(), ACT, DROPOUT)
+SPATIAL = st.one_of(
+    conv(), conv(), norm(), pool(), zeropad(), ACT, DROPOUT, depthwise_or_separable(), upsample(), RELU_ARGS
+)
 
 
 @st.composite
