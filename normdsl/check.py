@@ -424,3 +424,15 @@ def _whole(spec: Spec) -> Span:
 def _model_name(filename: str) -> str:
     stem = re.sub(r"\W", "_", Path(filename).stem, flags=re.ASCII).strip("_")
     return stem if stem and not stem[0].isdigit() and filename != "<spec>" else "model"
+
+
+def strategy_warnings(network: Network, strategy: str) -> list[Diagnostic]:
+    """Under a distribution strategy, plain batch norm computes its statistics per replica."""
+    if strategy == "default":
+        return []
+    for layer in network.layers:
+        if layer.keras_class == "BatchNormalization" and dict(layer.kwargs).get("synchronized") is not True:
+            message = f"{layer.text}: under {strategy}, batch normalization computes its statistics on each replica's share of the batch"
+            hint = "bn(sync=true) synchronizes them across replicas (BatchNormalization(synchronized=True))"
+            return [Diagnostic("warning", message, layer.span, hint)]
+    return []

@@ -101,20 +101,26 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from normdsl.emit_source import render
+    from normdsl.check import strategy_warnings
+    from normdsl.emit_source import render, template_suffix
     from normdsl.writer import guard, write_text
 
     network = _network(args, args.spec)
-    out = args.output or str(Path(args.spec).with_suffix(".py"))
+    suffix = template_suffix(args.template, args.template_dir)
+    for warning in strategy_warnings(network, args.strategy):
+        print(warning.render(network.source, args.spec), file=sys.stderr)
+    out = args.output or str(Path(args.spec).with_suffix(suffix))
     if out != "-":
         guard(Path(out), force=args.force)
-    code = render(network, args.template, template_dir=args.template_dir)
+    code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
     if out == "-":
         sys.stdout.write(code)
     else:
         write_text(Path(out), code)
         print(f"wrote {out}: {summary.one_line(network)}")
     if args.verify:
+        if suffix != ".py":
+            raise UsageError("--verify checks Python modules; the notebook template makes a notebook")
         return _verify(code, network)
     return EXIT_OK
 
@@ -182,7 +188,18 @@ def _parser() -> argparse.ArgumentParser:
     p = command("build", cmd_build, "write black-formatted Keras code for a spec")
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")
-    p.add_argument("--template", default="model", metavar="NAME", help="template to render (default: model)")
+    p.add_argument(
+        "--template",
+        default="model",
+        metavar="NAME",
+        help="model (default), train or notebook; or one of --template-dir",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
+        help="the tf.distribute strategy a train script defaults to",
+    )
     p.add_argument("--template-dir", type=Path, metavar="DIR", help="a folder of your own NAME.py.j2 templates")
     p.add_argument(
         "--verify", action="store_true", help="then build the written code with Keras and compare its figures"

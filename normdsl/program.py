@@ -5,6 +5,7 @@ validated values, and a fixed vocabulary."""
 
 from __future__ import annotations
 
+import builtins
 import keyword
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ class Program:
 
 
 def py_name(name: str) -> str:
-    """A spec identifier as a Python name that shadows nothing the generated code uses."""
-    return name + "_" if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED else name
+    """A spec identifier as a Python name that is no keyword, builtin or name the generated code uses."""
+    taken = keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED or hasattr(builtins, name)
+    return name + "_" if taken else name
 
 
 def program(network: Network) -> Program:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -15,12 +16,20 @@ class WriteRefused(Exception):
 
 
 def is_generated(path: Path) -> bool:
-    """Whether ``path`` is a file normdsl wrote: its first line is our marker."""
+    """Whether ``path`` is a file normdsl wrote: its first line is our marker, or, for a notebook,
+    its metadata says so."""
     try:
         with path.open("rb") as f:
-            return f.readline(200).startswith(MARKER.encode())
+            head = f.read(8 * 1024 * 1024)
     except OSError:
         return False
+    if head.startswith(MARKER.encode()):
+        return True
+    try:
+        metadata = json.loads(head).get("metadata", {})
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("normdsl", {}).get("generated") is True
 
 
 def guard(path: Path, *, force: bool, ours: Callable[[Path], bool] = is_generated) -> None:
