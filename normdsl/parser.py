@@ -188,24 +188,20 @@ def _layer(token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], m
 
 
 def _check_nesting(tree: Tree[Token], text: str, filename: str) -> None:
+    """Reject specs nested deeper than MAX_NESTING levels of groups, paths, tuples or arithmetic,
+    before anything walks the tree recursively."""
     stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
-            raise SpecError(
-                [
-                    Diagnostic(
-                        "error",
-                        f"groups are nested more than {MAX_NESTING} deep",
-                        _span(node.meta),
-                        "flatten the spec, or repeat a group instead of nesting it",
-                    )
-                ],
-                text,
-                filename,
-            )
-        nested = depth + (node.data == "group")
+            message = f"the spec nests groups, paths or expressions more than {MAX_NESTING} deep"
+            hint = "flatten it, or repeat a group instead of nesting it"
+            raise SpecError([Diagnostic("error", message, _span(node.meta), hint)], text, filename)
+        nested = depth + (node.data in _NESTING)
         stack.extend((c, nested) for c in node.children if isinstance(c, Tree))
+
+
+_NESTING = {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordiv", "block_def", "alias_def"}
 
 
 # ---- syntax errors in plain words -------------------------------------------------------------

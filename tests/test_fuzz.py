@@ -1,0 +1,137 @@
+"""Fuzzing: whatever the input, parse/check/render either succeed or raise SpecError with at least
+one diagnostic whose span lies inside the input; never another exception, a recursion error or a
+hang. CI runs the bounded profile; HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py runs the long one."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import EXAMPLES
+from hypothesis import given
+from hypothesis import strategies as st
+
+import normdsl
+from normdsl.emit_source import unexpected_code
+from normdsl.layers import KINDS
+
+SPECIAL = ["\x00", "\ufeff", "\r\n", "\r", "\t", "\u202e", "\u200f", "\u2028", "\x85", "\x0c", "é", "𝟘", "\\", '"', "'", "{", "}"]
+VOCABULARY = [
+    *KINDS, "conv64", "dense10", "gn16", "input(", "let", "norm", "res(", "cat(", "shortcut", "(", ")", "*", "=", ",",
+    "{", "}", "{f}", "{4*f}", "f", "3", "-1", "0", "1e-5", "0.5", "k", "s", "pad", "same", "act", "true", '"x"',
+    "(1, 7)", "#", "\n", " ", "bnn", "x3", "//", "+", "-",
+]  # fmt: skip
+EXAMPLE_TEXTS = [p.read_text() for p in EXAMPLES]
+
+
+def run(text: str) -> None:
+    """The property: parse, check and (for small valid specs) render, or a well-formed SpecError."""
+    try:
+        network = normdsl.check(normdsl.parse(text))
+        if len(network.layers) <= 60:
+            assert unexpected_code(normdsl.render(network)) == []
+    except normdsl.SpecError as exc:
+        assert exc.errors, "a SpecError carries at least one error"
+        for d in exc.diagnostics:
+            assert 0 <= d.span.start <= d.span.end <= len(text), (d, len(text))
+            assert 1 <= d.span.line <= text.count("\n") + 1
+        assert exc.render()
+
+
+soup = st.lists(st.sampled_from(VOCABULARY + SPECIAL), max_size=40)
+
+
+@given(soup.map(" ".join))
+def test_token_soup(text: str) -> None:
+    run(text)
+
+
+@given(soup.map("".join))
+def test_glued_token_soup(text: str) -> None:
+    run(text)
+
+
+@given(st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace")))
+def test_random_bytes(text: str) -> None:
+    run(text)
+
+
+@given(st.lists(st.one_of(st.text(max_size=20), st.sampled_from(SPECIAL + VOCABULARY)), max_size=30).map("".join))
+def test_random_unicode_with_special_characters(text: str) -> None:
+    run(text)
+
+
+@st.composite
+def mutated_example(draw: st.DrawFn) -> str:
+    """An example with tokens deleted, duplicated or swapped."""
+    tokens = re.findall(r"\s+|[A-Za-z_][A-Za-z0-9_]*\(?|\S", draw(st.sampled_from(EXAMPLE_TEXTS)))
+    for _ in range(draw(st.integers(1, 4))):
+        if not tokens:
+            break
+        i, j = draw(st.integers(0, len(tokens) - 1)), draw(st.integers(0, len(tokens) - 1))
+        operation = draw(st.sampled_from(["delete", "duplicate", "swap"]))
+        if operation == "delete":
+            del tokens[i]
+        elif operation == "duplicate":
+            tokens.insert(i, tokens[j])
+        else:
+            tokens[i], tokens[j] = tokens[j], tokens[i]
+    return "".join(tokens)
+
+
+@given(mutated_example())
+def test_mutated_examples(text: str) -> None:
+    run(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 100_000 + "relu" + ")" * 100_000,
+        "(" * 100_000,
+        "res(" * 10_000 + "relu" + ")" * 10_000,
+        "conv8(k=" + "(" * 10_000,
+        "let b(f) = conv{" + "(" * 10_000 + "f" + ")" * 10_000 + "}\nb(8)",
+        "conv8 " * 50_000,
+        "#" + "x" * 1_000_000,
+        "relu" * 100_000,
+    ],
+    ids=["groups", "unclosed", "residuals", "tuples", "arithmetic", "wide", "long-comment", "long-name"],
+)
+def test_deep_and_huge_inputs_are_diagnosed_quickly(text: str) -> None:
+    start = time.perf_counter()
+    run(text)
+    assert time.perf_counter() - start < 20  # a guard against hangs, not a benchmark
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "((((conv8*1000)*1000)*1000)*1000)",
+        "conv8*99999999999999999999999",
+        "let b0 = relu\n" + "".join(f"let b{i} = (b{i - 1} b{i - 1})\n" for i in range(1, 61)) + "b60",
+        "let b(n) = relu*{n*n*n*n}\nb(100000)",
+        "let a(n) = (relu a({n+1}))\na(0)",
+    ],
+    ids=["nested-repeats", "huge-count", "doubling-blocks", "arithmetic-count", "recursion"],
+)
+def test_bombs_are_rejected_before_expanding(bomb: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(normdsl.SpecError):
+        normdsl.check(bomb)
+    assert time.perf_counter() - start < 2.0  # a guard against hangs, not a benchmark
+
+
+@given(st.text(max_size=40))
+def test_hostile_names_never_reach_generated_code(payload: str) -> None:
+    escaped = payload.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    text = f'# {payload.replace(chr(10), " ")}\ninput(8, 8, 3) conv8(name="{escaped}") relu gap dense2(act=softmax)'
+    try:
+        network = normdsl.check(normdsl.parse(text, filename=f"{payload}.nd"))
+    except normdsl.SpecError:
+        return
+    for template in ("model", "train"):
+        assert unexpected_code(normdsl.render(network, template)) == []
+    name = dict(network.layers[0].kwargs)["name"]
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", str(name))
