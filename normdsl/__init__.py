@@ -3,10 +3,11 @@
 __version__ = "0.1.0"
 
 from normdsl.ast import Spec, expand
-from normdsl.check import Limits, NetLayer, Network, check
+from normdsl.check import NetLayer, Network, check
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.emit_keras import build_model
 from normdsl.emit_source import render
+from normdsl.limits import Limits
 from normdsl.parser import parse
 
 __all__ = [

@@ -14,21 +14,12 @@ from pathlib import Path
 
 from normdsl.ast import Arg, BlockDef, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
-from normdsl.graph import MODEL_INPUT, Expander, ExpansionLimits, Instance, context, notes
+from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
+from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.parser import parse
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Resource bounds: a spec beyond them is rejected with a diagnostic, never expanded without end."""
-
-    max_layers: int = 100_000  # layers after expanding every repetition and block
-    max_call_depth: int = 64  # blocks using blocks
-    max_width: int = 1_000_000  # filters / units of one layer
-    warn_params: int = 1_000_000_000  # a warning above this many parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +90,14 @@ class Network:
 
 
 def check(
-    spec: Spec | str, *, input_shape: Shape | None = None, norm: str | None = None, limits: Limits = Limits()
+    spec: Spec | str, *, input_shape: Shape | None = None, norm: str | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> Network:
     """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems.
 
     ``norm`` replaces the spec's ``norm`` placeholder everywhere (e.g. ``"gn(32)"``).
     """
     if isinstance(spec, str):
-        spec = parse(spec)
+        spec = parse(spec, limits=limits)
     return _Checker(spec, limits).run(input_shape, norm)
 
 
@@ -152,8 +143,7 @@ class _Checker:
         self.block_names = list(blocks)
         if self.failed():
             raise self.fail()
-        limits = ExpansionLimits(self.limits.max_layers, self.limits.max_call_depth)
-        expander = Expander(self.spec, blocks, sources, limits, self.error)
+        expander = Expander(self.spec, blocks, sources, self.limits, self.error)
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
@@ -214,7 +204,7 @@ class _Checker:
         if norm is None:
             return blocks, {}
         whole = Span.at(norm, 0, len(norm))
-        override = parse(norm, filename="--norm")
+        override = parse(norm, filename="--norm", limits=self.limits)
         if override.inputs or override.blocks or not override.body:
             message = "--norm takes layers, e.g. gn(32) or bn(eps=1e-5)"
             raise SpecError([Diagnostic("error", message, whole)], norm, "--norm")

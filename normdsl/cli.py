@@ -13,7 +13,7 @@ from normdsl.diagnostics import SpecError
 from normdsl.layers import Shape
 from normdsl.parser import parse
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_SPEC_BYTES = 10 * 1024 * 1024
 
 
@@ -212,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from normdsl.emit_keras import TensorFlowMissing
+    from normdsl.emit_source import RenderError
     from normdsl.writer import WriteRefused
 
     args = _parser().parse_args(argv)
@@ -230,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"normdsl: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
+        print(f"normdsl: internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("normdsl: interrupted", file=sys.stderr)
         return 130

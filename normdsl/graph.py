@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from normdsl.ast import Arg, BinOp, BlockDef, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
 from normdsl.diagnostics import Span, did_you_mean
+from normdsl.limits import Limits
 
 MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
 UNKNOWN = -2  # Instance.inputs entry: a tensor whose producer could not be expanded
@@ -34,12 +35,6 @@ class Instance:
     merge: bool = False  # the Add of a res(...) or the Concatenate of a cat(...); kind is res or cat
 
 
-@dataclass(frozen=True, slots=True)
-class ExpansionLimits:
-    max_layers: int
-    max_call_depth: int
-
-
 Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
 
 
@@ -52,7 +47,7 @@ class TooBig(Exception):
 
 class Expander:
     def __init__(
-        self, spec: Spec, blocks: dict[str, BlockDef], sources: dict[str, str], limits: ExpansionLimits, report: Report
+        self, spec: Spec, blocks: dict[str, BlockDef], sources: dict[str, str], limits: Limits, report: Report
     ):
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
         self.instances: list[Instance] = []

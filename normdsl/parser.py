@@ -28,8 +28,7 @@ from normdsl.ast import (
     Value,
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
-
-MAX_NESTING = 64  # groups inside groups; deeper specs are rejected before the tree is walked
+from normdsl.limits import DEFAULT_LIMITS, Limits
 
 
 @functools.cache
@@ -38,13 +37,13 @@ def _lark() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def parse(text: str, *, filename: str = "<spec>") -> Spec:
+def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMITS) -> Spec:
     """Parse spec text into a :class:`Spec`; raise :class:`SpecError` with positioned diagnostics."""
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
         raise SpecError([_syntax_diagnostic(exc, text)], text, filename) from None
-    _check_nesting(tree, text, filename)
+    _check_nesting(tree, text, filename, limits.max_nesting)
     spec: Spec = _ToAst().transform(tree)
     return dataclasses.replace(spec, filename=filename, source=text)
 
@@ -187,14 +186,14 @@ def _layer(token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], m
     return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
 
-def _check_nesting(tree: Tree[Token], text: str, filename: str) -> None:
-    """Reject specs nested deeper than MAX_NESTING levels of groups, paths, tuples or arithmetic,
+def _check_nesting(tree: Tree[Token], text: str, filename: str, max_nesting: int) -> None:
+    """Reject specs nested deeper than ``max_nesting`` levels of groups, paths, tuples or arithmetic,
     before anything walks the tree recursively."""
     stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            message = f"the spec nests groups, paths or expressions more than {MAX_NESTING} deep"
+        if depth > max_nesting:
+            message = f"the spec nests groups, paths or expressions more than {max_nesting} deep"
             hint = "flatten it, or repeat a group instead of nesting it"
             raise SpecError([Diagnostic("error", message, _span(node.meta), hint)], text, filename)
         nested = depth + (node.data in _NESTING)
