@@ -387,13 +387,21 @@ def _activation(name: str, with_args: LayerKind | None = None) -> LayerKind:
     return LayerKind(name, "Activation", _one(same), doc, fixed=((None, name),), params=(_name(),), with_args=with_args)
 
 
-def _conv_params(kernel_positional: bool) -> tuple[Param, ...]:
+def _conv_params(*extra: Param) -> tuple[Param, ...]:
+    """The parameters of the convolutions: kernel, strides, padding, dilation, ``extra``, activation, bias, name."""
     return (
-        Param("k", "kernel_size", "pair", 3, lo=1, always=True, positional=kernel_positional),
+        Param("k", "kernel_size", "pair", 3, lo=1, always=True, positional=True),
         Param("s", "strides", "pair", (1, 1), lo=1),
         _padding(always=True),
         Param("dilation", "dilation_rate", "pair", (1, 1), lo=1),
+        *extra,
+        Param("act", "activation", "activation", None),
+        Param("bias", "use_bias", "bool", True),
+        _name(),
     )
+
+
+_MULTIPLIER = Param("mult", "depth_multiplier", "int", 1, lo=1)
 
 
 _RELU = LayerKind(
@@ -433,13 +441,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         _one(conv),
         "Conv2D(N, 3, padding='valid'): a 3×3 valid convolution with N filters",
         width="filters",
-        params=(
-            *_conv_params(kernel_positional=True),
-            Param("groups", "groups", "int", 1, lo=1),
-            Param("act", "activation", "activation", None),
-            Param("bias", "use_bias", "bool", True),
-            _name(),
-        ),
+        params=_conv_params(Param("groups", "groups", "int", 1, lo=1)),
         positional="k",
     ),
     LayerKind(
@@ -488,13 +490,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         "DepthwiseConv2D",
         _one(depthwise),
         "DepthwiseConv2D(3, padding='valid'): one 3×3 filter per channel (× mult)",
-        params=(
-            *_conv_params(kernel_positional=True),
-            Param("mult", "depth_multiplier", "int", 1, lo=1),
-            Param("act", "activation", "activation", None),
-            Param("bias", "use_bias", "bool", True),
-            _name(),
-        ),
+        params=_conv_params(_MULTIPLIER),
         positional="k",
     ),
     LayerKind(
@@ -503,13 +499,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         _one(separable),
         "SeparableConv2D(N, 3, padding='valid'): depthwise then 1×1 pointwise to N filters",
         width="filters",
-        params=(
-            *_conv_params(kernel_positional=True),
-            Param("mult", "depth_multiplier", "int", 1, lo=1),
-            Param("act", "activation", "activation", None),
-            Param("bias", "use_bias", "bool", True),
-            _name(),
-        ),
+        params=_conv_params(_MULTIPLIER),
         positional="k",
     ),
     _activation("relu", with_args=_RELU),
