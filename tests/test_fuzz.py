@@ -16,7 +16,25 @@ import normdsl
 from normdsl.emit_source import unexpected_code
 from normdsl.layers import KINDS
 
-SPECIAL = ["\x00", "\ufeff", "\r\n", "\r", "\t", "\u202e", "\u200f", "\u2028", "\x85", "\x0c", "é", "𝟘", "\\", '"', "'", "{", "}"]
+SPECIAL = [
+    "\x00",
+    "\ufeff",
+    "\r\n",
+    "\r",
+    "\t",
+    "\u202e",
+    "\u200f",
+    "\u2028",
+    "\x85",
+    "\x0c",
+    "é",
+    "𝟘",
+    "\\",
+    '"',
+    "'",
+    "{",
+    "}",
+]
 VOCABULARY = [
     *KINDS, "conv64", "dense10", "gn16", "input(", "let", "norm", "res(", "cat(", "shortcut", "(", ")", "*", "=", ",",
     "{", "}", "{f}", "{4*f}", "f", "3", "-1", "0", "1e-5", "0.5", "k", "s", "pad", "same", "act", "true", '"x"',
