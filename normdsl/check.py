@@ -402,11 +402,6 @@ def _example(param: object) -> str:
     return {"groups": "16", "rate": "0.5"}.get(getattr(param, "keras", ""), "...")
 
 
-def _text(source: str, span: Span) -> str:
-    """The layer as written, whitespace collapsed to single spaces (safe on one comment line)."""
-    return " ".join(source[span.start : span.end].split())
-
-
 def _whole(spec: Spec) -> Span:
     return Span.at(spec.source, 0, len(spec.source.split("\n", 1)[0]))
 

@@ -72,6 +72,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+def one_line(text: str) -> str:
+    """Text safe on one line of a comment: whitespace runs become one space, the unprintable is escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in " ".join(text.split()))
+
+
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else " " for c in text)
 

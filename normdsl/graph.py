@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from normdsl.ast import Arg, BinOp, BlockDef, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
-from normdsl.diagnostics import Span, did_you_mean
+from normdsl.diagnostics import Span, did_you_mean, one_line
 from normdsl.limits import Limits
 
 MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
@@ -180,8 +180,8 @@ class Expander:
         """Span and text of a node; inside a block from outside the spec (--norm), its use site in the spec."""
         for use in stack:
             if use.block in self.sources:
-                return use.span, _one_line(self.sources[use.block][span.start : span.end])
-        return span, _one_line(self.spec.source[span.start : span.end])
+                return use.span, one_line(self.sources[use.block][span.start : span.end])
+        return span, one_line(self.spec.source[span.start : span.end])
 
     # ---- blocks -----------------------------------------------------------------------------
 
@@ -344,7 +344,3 @@ def block_used(blocks: dict[str, BlockDef], layer: Layer) -> BlockDef | None:
 def _signature(block: BlockDef) -> str:
     params = ", ".join(p.name if p.default is None else f"{p.name}={p.default!r}" for p in block.params)
     return f"{block.name}({params})"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value
 from normdsl.check import Network
+from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
 from normdsl.layers import KINDS, MERGES, Code, coerce, keras_call
 
@@ -61,7 +62,7 @@ class _Builder:
         self.network, self.spec = network, network.spec
         self.blocks = {b.name: b for b in self.spec.blocks}
         self.replaced = dict(network.replaced)
-        self.file = _one_line(Path(network.filename).name)
+        self.file = one_line(Path(network.filename).name)
         self.used: set[str] = set()
 
     def build(self) -> Program:
@@ -86,7 +87,7 @@ class _Builder:
         )
         body = self.seq((block.body,), "x", "x", params, 1, block.name if block.name in self.replaced else None)
         if block.name in self.replaced:
-            comment = f"--{block.name} {_one_line(self.replaced[block.name])}"
+            comment = f"--{block.name} {one_line(self.replaced[block.name])}"
         else:
             head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
             comment = f"{self.file}:{block.span.line}:{block.span.column}  block {head}"
@@ -166,7 +167,7 @@ class _Builder:
             source, where = self.replaced[external], f"--{external}"
         else:
             source, where = self.network.source, f"{self.file}:{node.span.line}:{node.span.column}"
-        comment = f"{where}  {text or _one_line(source[node.span.start : node.span.end])}"
+        comment = f"{where}  {text or one_line(source[node.span.start : node.span.end])}"
         trailing = 4 * depth + len(code) + 2 + len(f"# {comment}") <= LINE_LENGTH
         return Statement(code, comment, trailing)
 
@@ -209,8 +210,3 @@ _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
 def _call_code(call: object) -> str:
     args = [repr(a) for a in call.args] + [f"{key}={value!r}" for key, value in call.kwargs]  # type: ignore[attr-defined]
     return f"layers.{call.kind.keras_class}({', '.join(args)})"  # type: ignore[attr-defined]
-
-
-def _one_line(text: str) -> str:
-    """Text safe inside a comment: one line, non-printable characters escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in " ".join(text.split()))
