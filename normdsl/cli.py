@@ -9,7 +9,7 @@ from pathlib import Path
 
 from normdsl import summary
 from normdsl.check import Network, check
-from normdsl.diagnostics import SpecError
+from normdsl.diagnostics import RenderError, SpecError
 from normdsl.layers import Shape
 from normdsl.parser import parse
 
@@ -212,7 +212,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from normdsl.emit_keras import TensorFlowMissing
-    from normdsl.emit_source import RenderError
     from normdsl.writer import WriteRefused
 
     args = _parser().parse_args(argv)

@@ -66,6 +66,10 @@ class SpecError(ValueError):
         return "\n".join(render(d, self.source, self.filename) for d in self.diagnostics)
 
 
+class RenderError(RuntimeError):
+    """Internal error: a template produced code that black or the safety check rejects."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """``did you mean 'bn'?`` for the closest choice, if one is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
