@@ -105,7 +105,7 @@ class _Checker:
     def __init__(self, spec: Spec, limits: Limits):
         self.spec, self.limits = spec, limits
         self.diagnostics: list[Diagnostic] = []
-        self.resolved: dict[tuple[object, ...], KerasCall | None] = {}
+        self.resolved: dict[tuple[object, ...], KerasCall] = {}
         self.block_names: list[str] = []
         self.reported: set[tuple[Span, str]] = set()
         # group-norm divisibility problems, gathered per site: (instance, groups) → channel counts
@@ -241,10 +241,15 @@ class _Checker:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
         if inst.merge:
             return keras_call(MERGES[inst.kind], {}, None)
-        key = (inst.span.start, inst.kind, inst.width, tuple((a.key, _hashable(a.value)) for a in inst.args))
-        if key not in self.resolved:
-            self.resolved[key] = self._resolve(inst)
-        return self.resolved[key]
+        # A valid call depends only on the values; an invalid one is resolved again at each site,
+        # so that every site reports its problem.
+        key = (inst.kind, inst.width, tuple((a.key, repr(a.value)) for a in inst.args))
+        call = self.resolved.get(key)
+        if call is None:
+            call = self._resolve(inst)
+            if call is not None:
+                self.resolved[key] = call
+        return call
 
     def _resolve(self, inst: Instance) -> KerasCall | None:
         kind = KINDS.get(inst.kind)
@@ -378,10 +383,6 @@ class _Checker:
 def _is_norm(layer: NetLayer) -> bool:
     kind = KINDS.get(layer.kind)
     return kind is not None and kind.is_norm
-
-
-def _hashable(value: object) -> object:
-    return (type(value).__name__, value)
 
 
 def _name_span(inst: Instance) -> Span:

@@ -78,7 +78,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 def one_line(text: str) -> str:
     """Text safe on one line of a comment: whitespace runs become one space, the unprintable is escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in " ".join(text.split()))
+    text = " ".join(text.split())
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _printable(text: str) -> str:

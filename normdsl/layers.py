@@ -96,37 +96,40 @@ def _in_range(p: Param, x: float) -> bool:
 
 def coerce(p: Param, value: object) -> object:
     """The validated Keras value for a spec value, or ``Problem``."""
-    bad = Problem(f"'{p.key}' must be {p.describe()}, got {_show(value)}", None)
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if p.type == "int" or p.type == "axis":
         if not is_int or not _in_range(p, value):  # type: ignore[arg-type]
-            raise bad
+            raise _bad(p, value)
         return value
     if p.type == "float":
         if not (is_int or isinstance(value, float)) or not math.isfinite(value) or not _in_range(p, value):  # type: ignore[arg-type]
-            raise bad
+            raise _bad(p, value)
         return float(value)  # type: ignore[arg-type]
     if p.type == "bool":
         if not isinstance(value, bool):
-            raise bad
+            raise _bad(p, value)
         return value
     if p.type == "pair":
         items = value if isinstance(value, tuple) and len(value) == 2 else (value,)
         if not all(isinstance(v, int) and not isinstance(v, bool) and _in_range(p, v) for v in items):
-            raise bad
+            raise _bad(p, value)
         return value
     if p.type == "padding2d":
         if _pad_pairs(value) is None:
-            raise bad
+            raise _bad(p, value)
         return value
     if p.type in ("choice", "activation"):
         allowed = p.choices if p.type == "choice" else ACTIVATIONS
         if not isinstance(value, str) or value not in allowed:
-            raise Problem(bad.message, did_you_mean(value, allowed) if isinstance(value, str) else None)
+            raise _bad(p, value, did_you_mean(value, allowed) if isinstance(value, str) else None)
         return value
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):  # name
-        raise bad
+        raise _bad(p, value)
     return value
+
+
+def _bad(p: Param, value: object, hint: str | None = None) -> Problem:
+    return Problem(f"'{p.key}' must be {p.describe()}, got {_show(value)}", hint)
 
 
 def _show(value: object) -> str:

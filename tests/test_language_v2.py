@@ -191,3 +191,9 @@ def test_v2_specs_round_trip_through_json() -> None:
 
     spec = normdsl.parse((ROOT / "examples" / "resnet50.nd").read_text())
     assert normdsl.Spec.from_json(spec.to_json()) == spec
+
+
+def test_a_valid_call_is_not_reused_for_a_value_that_only_looks_equal() -> None:
+    """Valid calls are cached by value: (1, 1) and (1, true) compare equal in Python but are not."""
+    with pytest.raises(normdsl.SpecError, match="'k' must be"):
+        normdsl.check("input(8, 8, 3) conv8(k=(1, 1)) conv8(k=(1, true))")

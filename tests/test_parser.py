@@ -106,6 +106,17 @@ def test_parsing_never_imports_tensorflow() -> None:
         "import sys, normdsl, normdsl.summary;"
         "n = normdsl.check(normdsl.parse(open(sys.argv[1]).read()));"
         "normdsl.render(n); normdsl.summary.text(n);"
-        "assert not {'tensorflow', 'keras'} & set(sys.modules), 'TensorFlow imported'"
+        "assert not {'tensorflow', 'keras', 'numpy'} & set(sys.modules), 'TensorFlow imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0])], check=True)
+
+
+def test_checking_imports_neither_jinja_nor_black() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from normdsl import cli; code = cli.main(['summary', sys.argv[1]]);"
+        "assert not {'jinja2', 'black', 'tensorflow', 'numpy'} & set(sys.modules), sorted(sys.modules); sys.exit(code)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0])], check=True, capture_output=True)
