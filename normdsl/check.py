@@ -17,7 +17,7 @@ from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
-from normdsl.parser import parse
+from normdsl.parser import parse, paused_gc
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
 
@@ -98,7 +98,8 @@ def check(
     """
     if isinstance(spec, str):
         spec = parse(spec, limits=limits)
-    return _Checker(spec, limits).run(input_shape, norm)
+    with paused_gc():
+        return _Checker(spec, limits).run(input_shape, norm)
 
 
 class _Checker:
