@@ -197,3 +197,8 @@ def test_a_valid_call_is_not_reused_for_a_value_that_only_looks_equal() -> None:
     """Valid calls are cached by value: (1, 1) and (1, true) compare equal in Python but are not."""
     with pytest.raises(normdsl.SpecError, match="'k' must be"):
         normdsl.check("input(8, 8, 3) conv8(k=(1, 1)) conv8(k=(1, true))")
+
+
+def test_direct_build_names_layers_without_clashing_with_the_specs_names() -> None:
+    model = normdsl.build_model('input(8, 8, 3) conv4(name="conv_1") conv4 relu')
+    assert [layer.name for layer in model.layers[1:]] == ["conv_1", "conv_1_", "relu_2"]
