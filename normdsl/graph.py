@@ -25,7 +25,7 @@ class Use:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    kind: str  # a layer kind (checked against the registry later), or add / concat
+    kind: str  # a layer kind (checked against the registry later), or res / cat for a merge
     width: int | None
     args: tuple[Arg, ...]  # values evaluated: no Ref or BinOp left
     inputs: tuple[int, ...]  # producers, by index; MODEL_INPUT or UNKNOWN
