@@ -14,7 +14,7 @@ from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Re
 from normdsl.check import Network
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
-from normdsl.layers import KINDS, MERGES, Code, coerce, keras_call
+from normdsl.layers import KINDS, MERGES, Code, KerasCall, coerce, keras_call
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
 _RESERVED = {"x", "inputs", "layers", "keras", "build_model", "range", "input_shape", "tf"}
@@ -207,6 +207,6 @@ class _Builder:
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
 
 
-def _call_code(call: object) -> str:
-    args = [repr(a) for a in call.args] + [f"{key}={value!r}" for key, value in call.kwargs]  # type: ignore[attr-defined]
-    return f"layers.{call.kind.keras_class}({', '.join(args)})"  # type: ignore[attr-defined]
+def _call_code(call: KerasCall) -> str:
+    args = [repr(a) for a in call.args] + [f"{key}={value!r}" for key, value in call.kwargs]
+    return f"layers.{call.kind.keras_class}({', '.join(args)})"

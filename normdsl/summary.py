@@ -20,7 +20,8 @@ from normdsl.layers import Shape
 BYTES_PER_VALUE = 4  # float32
 
 
-def _shape(shape: Shape) -> str:
+def batch_shape(shape: Shape) -> str:
+    """A shape as Keras prints it, with the batch dimension: (None, 216, 216, 256)."""
     return "(None, " + ", ".join(map(str, shape)) + ")"
 
 
@@ -38,7 +39,7 @@ def text(network: Network) -> str:
     rows = [
         (
             f"{layer.text} ({layer.keras_class})",
-            _shape(layer.output_shape),
+            batch_shape(layer.output_shape),
             f"{layer.params:,}",
             f"{layer.macs:,}",
             _size(layer.activations * BYTES_PER_VALUE),
@@ -57,7 +58,7 @@ def text(network: Network) -> str:
 
     rule = "─" * (sum(widths) + 2 * len(widths))
     activations = sum(layer.activations for layer in network.layers)
-    out = [f'Model: "{network.name}"  (input {_shape(network.input_shape)})', rule, line(header), rule]
+    out = [f'Model: "{network.name}"  (input {batch_shape(network.input_shape)})', rule, line(header), rule]
     out += [line(row) for row in rows] + [rule]
     out += [
         f" Total params: {network.params:,} ({_size(network.params * BYTES_PER_VALUE)})",
@@ -70,7 +71,7 @@ def text(network: Network) -> str:
 
 
 def one_line(network: Network) -> str:
-    return f"{network.params:,} params ({network.trainable:,} trainable, {network.non_trainable:,} non-trainable), output {_shape(network.output_shape)}"
+    return f"{network.params:,} params ({network.trainable:,} trainable, {network.non_trainable:,} non-trainable), output {batch_shape(network.output_shape)}"
 
 
 def as_json(network: Network) -> str:
