@@ -1,26 +1,31 @@
 """Network → Python source, through a Jinja2 template in templates/ and black.
 
-Templates get a render-ready model (``SourceModel``) in which every piece of code is already a
-``repr()`` of a validated value or a fixed word; they only loop over it. The result is formatted
-with black and checked: it must compile and contain only the calls and imports expected.
+Templates get a render-ready model (``SourceModel``) in which every piece of code is already
+:class:`PyCode` (made of typed values) and every piece of spec-derived text :class:`SafeText`; they
+only loop over it. The environment prints nothing else: a plain string reaching ``{{ }}`` is an
+error (spec text goes through the ``text`` filter, which is :func:`safe_text`). Templates, ours and
+a user's ``--template-dir`` alike, run in Jinja's immutable sandbox. The result is formatted with
+black and checked by :mod:`normdsl.safety`.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import jinja2
+import jinja2.sandbox
+import markupsafe
 
 from normdsl import __version__
 from normdsl._paths import data_dir
 from normdsl.ast import Spec
 from normdsl.check import Network, check
-from normdsl.diagnostics import RenderError, one_line
+from normdsl.diagnostics import RenderError
 from normdsl.layers import Shape
-from normdsl.program import LINE_LENGTH, Function, Statement, program
+from normdsl.program import LINE_LENGTH, Function, PyCode, SafeText, Statement, program, safe_text
+from normdsl.safety import unexpected_code
 from normdsl.summary import batch_shape
 from normdsl.writer import MARKER
 
@@ -29,28 +34,28 @@ from normdsl.writer import MARKER
 class SourceModel:
     """What a template receives (besides ``network``): code fragments that are safe to paste."""
 
-    marker: str
-    spec_file: str  # the spec's file name, escaped for a comment (not for a docstring)
-    title: str  # escaped for the docstring
-    spec_lines: tuple[str, ...]  # escaped for a docstring
-    totals: str
-    input_shape: str
-    name: str
+    marker: PyCode
+    spec_file: SafeText  # the spec's file name
+    title: SafeText
+    spec_lines: tuple[SafeText, ...]
+    totals: SafeText
+    input_shape: PyCode
+    name: PyCode
     functions: tuple[Function, ...]  # one per spec block the model uses: name, signature, comment, body
     body: tuple[Statement, ...]  # build_model's statements (code, comment, trailing, body for loops)
-    output: str  # the variable holding the model's output
-    version: str
+    output: PyCode  # the variable holding the model's output
+    version: SafeText
     # for training templates (train, notebook)
-    head: str  # softmax | logits | added: how the spec's output meets a classification loss
-    head_note: str  # that, in words, for the generated file
+    head: str  # softmax | logits | added: how the spec's output meets a classification loss (for {% if %})
+    head_note: SafeText  # that, in words, for the generated file
     classes: int  # the head's classes (10 by default when the template adds the head)
-    loss: str  # the Keras loss, as code
+    loss: PyCode  # the Keras loss
     output_rank: int
     sync_bn: bool  # the spec uses bn(sync=true)
-    strategy: str  # the --strategy the script defaults to, as code
-    out_dir: str  # where the script writes checkpoints by default, as code
-    train_title: str
-    notebook_title: str
+    strategy: PyCode  # the --strategy the script defaults to
+    out_dir: PyCode  # where the script writes checkpoints by default
+    train_title: SafeText
+    notebook_title: SafeText
 
 
 def render(
@@ -67,14 +72,21 @@ def render(
     network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm)
     suffix = template_suffix(template, template_dir)
     env = _environment(str(template_dir) if template_dir else str(data_dir("templates")))
-    text = env.get_template(f"{template}{suffix}.j2").render(
-        network=network, **_fields(source_model(network, strategy=strategy))
-    )
+    try:
+        text = env.get_template(f"{template}{suffix}.j2").render(
+            network=network, **_fields(source_model(network, strategy=strategy))
+        )
+    except jinja2.TemplateError as exc:  # the sandbox's SecurityError among them
+        raise TemplateProblem(f"template {template!r}: {type(exc).__name__}: {exc}") from None
     if suffix == ".ipynb":
         return _notebook(text, template)
     code = _black(text, template)
-    _safety_check(code, template)
+    _safety_check(code, template, module=True)
     return code
+
+
+class TemplateProblem(ValueError):
+    """A template cannot be rendered: syntax, an undefined name, raw text printed, or a sandbox refusal."""
 
 
 def template_suffix(template: str, template_dir: Path | None = None) -> str:
@@ -101,8 +113,8 @@ def _black(text: str, template: str) -> str:
         raise RenderError(f"template {template!r} rendered code black cannot parse ({exc}):\n{text}") from None
 
 
-def _safety_check(code: str, template: str) -> None:
-    problems = unexpected_code(code)
+def _safety_check(code: str, template: str, *, module: bool) -> None:
+    problems = unexpected_code(code, module=module)
     if problems:
         raise RenderError(f"template {template!r} rendered unexpected code: {'; '.join(problems)}")
 
@@ -123,7 +135,7 @@ def _notebook(text: str, template: str) -> str:
             cell = nbformat.v4.new_code_cell(_black(body.strip("\n") + "\n", template).rstrip("\n"))  # type: ignore[no-untyped-call]
         cell.id = f"cell-{i}"  # deterministic ids: the same spec gives the same notebook
         cells.append(cell)
-    _safety_check("\n".join(c.source for c in cells if c.cell_type == "code"), template)
+    _safety_check("\n".join(c.source for c in cells if c.cell_type == "code"), template, module=False)
     notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
@@ -134,14 +146,29 @@ def _notebook(text: str, template: str) -> str:
 
 @functools.cache
 def _environment(folder: str) -> jinja2.Environment:
-    return jinja2.Environment(
+    """The sandboxed environment: ``{{ }}`` prints PyCode, SafeText, numbers and macro output;
+    a plain string is an error (autoescape marks what is printable, ``finalize`` refuses the rest)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=True,
+        finalize=_printable,
     )
+    env.filters["text"] = safe_text
+    return env
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, markupsafe.Markup | PyCode | SafeText):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return markupsafe.Markup(repr(value))
+    if isinstance(value, bool):
+        return markupsafe.Markup(repr(value))
+    raise TemplateProblem(f"a template printed {type(value).__name__} {str(value)[:60]!r}; print text with |text")
 
 
 def _fields(model: SourceModel) -> dict[str, object]:
@@ -149,34 +176,39 @@ def _fields(model: SourceModel) -> dict[str, object]:
 
 
 def source_model(network: Network, *, strategy: str = "default") -> SourceModel:
-    spec_file = one_line(Path(network.filename).name)
+    spec_file = Path(network.filename).name
     structure = program(network)
     head = classification_head(network)
+    if not network.name.isidentifier() or strategy not in STRATEGIES:
+        raise ValueError(f"model name {network.name!r} or strategy {strategy!r} cannot be used in code")
     return SourceModel(
-        marker=MARKER,
-        spec_file=spec_file,
-        title=_docstring_line(f"Keras model {network.name!r}, generated by normdsl {__version__} from {spec_file}."),
-        spec_lines=tuple(_docstring_line(line) for line in network.source.strip("\n").splitlines()),
-        totals=totals_line(network),
-        input_shape=repr(tuple(network.input_shape)),
-        name=repr(network.name),
+        marker=PyCode(MARKER),
+        spec_file=safe_text(spec_file),
+        title=safe_text(f"Keras model {network.name!r}, generated by normdsl {__version__} from {spec_file}."),
+        spec_lines=tuple(safe_text(line) for line in network.source.strip("\n").split("\n")),
+        totals=safe_text(totals_line(network)),
+        input_shape=PyCode(repr(tuple(int(n) for n in network.input_shape))),
+        name=PyCode(repr(network.name)),
         functions=structure.functions,
         body=structure.body,
         output=structure.output,
-        version=__version__,
+        version=safe_text(__version__),
         head=head.kind,
-        head_note=head.note,
+        head_note=safe_text(head.note),
         classes=head.classes,
-        loss=head.loss,
+        loss=PyCode(head.loss),
         output_rank=len(network.output_shape),
         sync_bn=any(dict(layer.kwargs).get("synchronized") is True for layer in network.layers),
-        strategy=repr(strategy),
-        out_dir=repr(f"runs/{network.name}"),
-        train_title=_docstring_line(
+        strategy=PyCode(repr(strategy)),
+        out_dir=PyCode(repr(f"runs/{network.name}")),
+        train_title=safe_text(
             f"Trains the Keras model {network.name!r} of {spec_file}; generated by normdsl {__version__}."
         ),
-        notebook_title=one_line(f"Training {network.name} (from {spec_file})"),
+        notebook_title=safe_text(f"Training {network.name} (from {spec_file})"),
     )
+
+
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +226,10 @@ def classification_head(network: Network) -> Head:
         classes = network.output_shape[0]
         activation = dict(last.kwargs).get("activation") if last.keras_class == "Dense" else None
         if activation == "softmax" or (last.keras_class == "Activation" and last.args == ("softmax",)):
-            note = f"the spec ends in a softmax over {classes} classes ({one_line(last.text)}): sparse categorical cross-entropy."
+            note = f"the spec ends in a softmax over {classes} classes ({last.text}): sparse categorical cross-entropy."
             return Head("softmax", classes, "keras.losses.SparseCategoricalCrossentropy()", note)
         if last.keras_class == "Dense" and activation in (None, "linear"):
-            note = f"the spec ends in {classes} logits ({one_line(last.text)}): sparse categorical cross-entropy from logits."
+            note = f"the spec ends in {classes} logits ({last.text}): sparse categorical cross-entropy from logits."
             return Head("logits", classes, "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", note)
     pooling = {3: "global average pooling and ", 1: ""}.get(len(network.output_shape), "flatten and ")
     note = (
@@ -213,117 +245,3 @@ def totals_line(network: Network) -> str:
         f"{network.params:,} parameters ({network.trainable:,} trainable, {network.non_trainable:,} non-trainable); "
         f"output {batch_shape(network.output_shape)}; {network.macs:,} MACs per sample"
     )
-
-
-def _docstring_line(line: str) -> str:
-    """A spec line safe inside a triple-quoted docstring: backslashes doubled, the unprintable and \"\"\" escaped."""
-    escaped = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line.replace("\\", "\\\\")
-    )
-    return escaped.replace('"""', '\\"\\"\\"').rstrip()
-
-
-# ---- the safety check on generated code --------------------------------------------------------
-
-# What generated code may import and call. Spec-derived text only ever reaches it as identifiers
-# and repr() of validated values (program.py); this check is the net behind that.
-_ALLOWED_MODULES = {
-    "tensorflow",
-    "tensorflow.keras",
-    "numpy",
-    "argparse",
-    "json",
-    "warnings",
-    "pathlib",
-    "matplotlib.pyplot",
-}
-_ALLOWED_ROOTS = {"keras", "layers", "tf", "np", "argparse", "json", "warnings", "Path", "plt", "__doc__"}
-_BUILTINS = {
-    "range",
-    "print",
-    "len",
-    "int",
-    "float",
-    "str",
-    "dict",
-    "list",
-    "tuple",
-    "max",
-    "min",
-    "sum",
-    "zip",
-    "SystemExit",
-}
-_FORBIDDEN = {"exec", "eval", "compile", "__import__", "open", "globals", "locals", "vars", "getattr", "setattr"}
-_FORBIDDEN |= {
-    "delattr",
-    "breakpoint",
-    "input",
-    "os",
-    "sys",
-    "subprocess",
-    "shutil",
-    "socket",
-    "importlib",
-    "__builtins__",
-}
-
-
-def unexpected_code(code: str) -> list[str]:
-    """Anything in generated code beyond what the templates need (empty: all is as expected).
-
-    Allowed: imports of TensorFlow/Keras, numpy, matplotlib and a few harmless standard modules;
-    calls to those, to Keras layers applied to variables, to the module's own functions and to a
-    few builtins, and methods of the module's own variables. Never exec, eval, open, os, ...
-    """
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as exc:
-        return [f"does not parse: {exc}"]
-    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
-    assigned = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
-    assigned |= {a.arg for node in ast.walk(tree) if isinstance(node, ast.arguments) for a in node.args}
-    found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            module = node.module if isinstance(node, ast.ImportFrom) else None
-            names = [module] if module else [a.name for a in node.names]
-            found += [f"import {name}" for name in names if name not in _ALLOWED_MODULES]
-        elif isinstance(node, ast.Name) and node.id in _FORBIDDEN:
-            found.append(f"name {node.id}")
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr != "__doc__":
-            found.append(f"attribute {node.attr}")
-        elif isinstance(node, ast.Call):
-            name = ast.unparse(node.func)
-            root = _root(node.func)
-            if not (name in _BUILTINS or root in own | _ALLOWED_ROOTS | assigned or _is_layer_application(node)):
-                found.append(f"call {name}")
-    return found
-
-
-def _root(node: ast.expr) -> str:
-    """The variable an expression starts from: x of x.reshape(...).astype, out of (out / "a").write_text."""
-    while not isinstance(node, ast.Name):
-        if isinstance(node, ast.Attribute | ast.Subscript):
-            node = node.value
-        elif isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.BinOp):
-            node = node.left
-        else:
-            return ""
-    return node.id
-
-
-def _is_layer(name: str) -> bool:
-    return name.startswith("layers.") and name[7:].isidentifier()
-
-
-def _is_layer_application(node: ast.Call) -> bool:
-    """``layers.Conv2D(...)(x)`` or ``layers.Add()([a, b])``: a layer applied to variables."""
-    if not (isinstance(node.func, ast.Call) and _is_layer(ast.unparse(node.func.func))) or node.keywords:
-        return False
-    if len(node.args) != 1:
-        return False
-    arg = node.args[0]
-    return isinstance(arg, ast.Name) or (isinstance(arg, ast.List) and all(isinstance(e, ast.Name) for e in arg.elts))

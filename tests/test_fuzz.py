@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import normdsl
-from normdsl.emit_source import unexpected_code
 from normdsl.layers import KINDS
+from normdsl.safety import unexpected_code
 
 SPECIAL = [
     "\x00",

@@ -1,0 +1,210 @@
+"""The allow-list check of generated code: the net behind program.py's typed code.
+
+Generated code may contain only what the templates need: the imports they make, calls of the exact
+library functions they use (``layers.<Class>`` of the registry, ``keras.Input``, the tf/np/pathlib
+functions of the training template), calls of its own functions and variables, a few builtins and
+methods, and a fixed set of syntax. Anything else, however it is reached (an alias, an attribute
+starting with ``_``, a decorator, a class body, a default argument), is reported. The code must also
+be UTF-8 (no PEP 263 declaration of another encoding) and compile.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import tokenize
+
+from normdsl.layers import KINDS, MERGES
+
+IMPORTS = {  # (module, name, as): `import numpy as np` is ("numpy", None, "np")
+    ("argparse", None, None),
+    ("json", None, None),
+    ("warnings", None, None),
+    ("numpy", None, "np"),
+    ("tensorflow", None, "tf"),
+    ("matplotlib.pyplot", None, "plt"),
+    ("pathlib", "Path", None),
+    ("tensorflow", "keras", None),
+    ("tensorflow.keras", "layers", None),
+}
+MODULES = {"argparse", "json", "warnings", "np", "tf", "plt", "Path", "keras", "layers"}
+
+LAYER_CLASSES = {kind.keras_class for kind in KINDS.values()} | {
+    kind.with_args.keras_class for kind in KINDS.values() if kind.with_args is not None
+}
+LAYER_CLASSES |= {kind.keras_class for kind in MERGES.values()} | {"Rescaling", "GlobalAveragePooling2D", "Flatten"}
+
+CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
+    "Path",
+    "argparse.ArgumentParser",
+    "json.dumps",
+    "warnings.warn",
+    "keras.Input",
+    "keras.Model",
+    "keras.callbacks.ModelCheckpoint",
+    "keras.losses.SparseCategoricalCrossentropy",
+    "keras.optimizers.Adam",
+    "keras.utils.image_dataset_from_directory",
+    "np.random.default_rng",
+    "tf.config.LogicalDeviceConfiguration",
+    "tf.config.list_logical_devices",
+    "tf.config.list_physical_devices",
+    "tf.config.set_logical_device_configuration",
+    "tf.data.Dataset.from_tensor_slices",
+    "tf.distribute.MirroredStrategy",
+    "tf.distribute.MultiWorkerMirroredStrategy",
+    "tf.distribute.get_strategy",
+    "plt.plot",
+    "plt.xlabel",
+    "plt.legend",
+    "plt.show",
+}
+VALUES = {"tf.data.AUTOTUNE"}  # library attributes read without a call
+METHODS = {  # methods called on the code's own values (models, data sets, arrays, parsers, paths)
+    "add_argument",
+    "astype",
+    "batch",
+    "compile",
+    "evaluate",
+    "fit",
+    "integers",
+    "items",
+    "map",
+    "mkdir",
+    "normal",
+    "parse_args",
+    "prefetch",
+    "reshape",
+    "scope",
+    "shuffle",
+    "splitlines",
+    "summary",
+    "write_text",
+}
+BUILTINS = {"range", "print", "len", "int", "float", "str", "dict", "list", "tuple", "max", "min", "sum", "zip"}
+BUILTINS |= {"SystemExit"}
+DUNDERS = {"__name__", "__doc__"}
+_BUILTIN_NAMES = frozenset(dir(builtins)) - {"_"} - DUNDERS  # (an interactive session binds _ there too)
+
+# The syntax generated code is made of; anything else (class, global, try, while, async, yield,
+# del, walrus, ...) is unexpected.
+SYNTAX: tuple[type[ast.AST], ...] = (
+    ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.FunctionDef, ast.arguments, ast.arg, ast.Return,
+    ast.For, ast.If, ast.With, ast.withitem, ast.Raise, ast.Import, ast.ImportFrom, ast.alias, ast.Pass,
+    ast.Constant, ast.Name, ast.Attribute, ast.Subscript, ast.Slice, ast.Starred, ast.Call, ast.keyword,
+    ast.Tuple, ast.List, ast.Dict, ast.ListComp, ast.DictComp, ast.comprehension, ast.Lambda, ast.IfExp,
+    ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.JoinedStr, ast.FormattedValue,
+    ast.Load, ast.Store, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
+
+
+def unexpected_code(code: str, *, module: bool = True) -> list[str]:
+    """Everything in generated code beyond what the templates need (empty: all is as expected).
+
+    ``module``: the code is a whole module, whose top level may only hold its docstring, imports,
+    constants, functions and ``if __name__ == "__main__":``; notebook cells run statements at the top.
+    """
+    data = code.encode("utf-8")
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError as exc:
+        return [f"bad encoding declaration: {exc}"]
+    if encoding != "utf-8":
+        return [f"declares the encoding {encoding!r}; generated code is UTF-8"]
+    try:
+        tree = ast.parse(data)
+        compile(data, "<generated>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        return [f"does not compile: {exc}"]
+    return _Check(tree, module).found
+
+
+class _Check:
+    def __init__(self, tree: ast.Module, module: bool):
+        self.found: list[str] = []
+        self.parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        if module:
+            self.top_level(tree)
+        for node in ast.walk(tree):
+            self.node(node)
+
+    def problem(self, node: ast.AST, what: str) -> None:
+        self.found.append(f"line {getattr(node, 'lineno', '?')}: {what}")
+
+    def top_level(self, tree: ast.Module) -> None:
+        for i, node in enumerate(tree.body):
+            docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            constant = isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets)
+            main = isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+            if not (docstring or constant or main or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)):
+                self.problem(node, f"unexpected statement at the top level: {ast.unparse(node)[:80]}")
+
+    def node(self, node: ast.AST) -> None:
+        if not isinstance(node, SYNTAX):
+            self.problem(node, f"unexpected syntax: {type(node).__name__}")
+        match node:
+            case ast.Import(names=names):
+                for alias in names:
+                    self.imported(node, alias.name, None, alias.asname)
+            case ast.ImportFrom(module=module, names=names, level=level):
+                for alias in names:
+                    self.imported(node, ("." * level) + (module or ""), alias.name, alias.asname)
+            case ast.FunctionDef(decorator_list=decorators) if decorators:
+                self.problem(node, "a decorator")
+            case ast.Attribute(attr=attr) if attr.startswith("_"):
+                self.problem(node, f"attribute {attr}")
+            case ast.Name(id=name, ctx=ast.Store()) if name in MODULES or name in _BUILTIN_NAMES or name in DUNDERS:
+                self.problem(node, f"assigns {name}")
+            case ast.Name(id=name, ctx=ast.Load()):
+                if name.startswith("_") and name not in DUNDERS and name != "_":
+                    self.problem(node, f"name {name}")
+                elif name in _BUILTIN_NAMES and name not in BUILTINS:
+                    self.problem(node, f"builtin {name}")
+            case ast.Call(func=func):
+                self.call(node, func)
+        if isinstance(node, ast.Attribute | ast.Name) and not isinstance(node.ctx, ast.Store):
+            self.module_use(node)
+
+    def imported(self, node: ast.AST, module: str, name: str | None, asname: str | None) -> None:
+        if (module, name, asname) not in IMPORTS:
+            self.problem(node, f"import {module}" + (f".{name}" if name else "") + (f" as {asname}" if asname else ""))
+
+    def call(self, node: ast.Call, func: ast.expr) -> None:
+        path = _dotted(func)
+        if path is not None and path.split(".")[0] in MODULES:
+            if path not in CALLS:
+                self.problem(node, f"call {path}")
+        elif isinstance(func, ast.Name):
+            if func.id in _BUILTIN_NAMES and func.id not in BUILTINS:
+                self.problem(node, f"call {func.id}")  # also reported as a name; the call says more
+        elif isinstance(func, ast.Attribute):
+            if func.attr not in METHODS:
+                self.problem(node, f"method {func.attr}")
+        elif not isinstance(func, ast.Call):  # layers.Conv2D(...)(x): a layer applied
+            self.problem(node, f"call of {type(func).__name__}")
+
+    def module_use(self, node: ast.Attribute | ast.Name) -> None:
+        """A library module may only be named at the start of an allowed call or value: never
+        bound to a variable, passed along, or read for another attribute."""
+        path = _dotted(node)
+        if path is None or path.split(".")[0] not in MODULES:
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Attribute):
+            return  # part of a longer path, judged there
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return  # judged as a call
+        if path not in VALUES:
+            self.problem(node, f"uses {path}")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``tf.config.list_physical_devices`` for that chain of attributes on a name, else None."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
