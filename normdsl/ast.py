@@ -6,6 +6,7 @@ Repetition stays visible (``Repeat``); :func:`expand` flattens it into the layer
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -132,11 +133,17 @@ class Spec:
         return json.dumps(_encode(self), indent=2)
 
     @staticmethod
-    def from_json(text: str) -> Spec:
-        spec = _decode(json.loads(text))
-        if not isinstance(spec, Spec):
-            raise ValueError("JSON does not hold a normdsl Spec")
-        return spec
+    def from_json(text: str | bytes, *, max_nesting: int = 64) -> Spec:
+        """The Spec that :meth:`to_json` wrote. Every field is checked against what the grammar can
+        produce (names are identifiers, counts integers, operators + - * //, nesting within
+        ``max_nesting``); anything else raises :class:`InvalidJSON` (a ValueError) naming where."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise InvalidJSON("$", "nested too deeply") from None
+        except ValueError as exc:
+            raise InvalidJSON("$", f"not JSON ({exc})") from None
+        return _Decoder(max_nesting).spec(data, "$")
 
 
 def expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
@@ -176,10 +183,152 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
-def _decode(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_decode(v) for v in obj)
-    if isinstance(obj, dict):
-        cls = _NODE_TYPES[obj["type"]]
-        return cls(**{k: _decode(v) for k, v in obj.items() if k != "type"})
-    return obj
+class InvalidJSON(ValueError):
+    """JSON that does not hold a Spec as :meth:`Spec.to_json` writes it."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"not a normdsl Spec: {where}: {problem}")
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPS = ("+", "-", "*", "//")
+
+
+class _Decoder:
+    """JSON → Spec, checking each field's type and the grammar's rules; ``where`` is a JSON path."""
+
+    def __init__(self, max_nesting: int):
+        self.max_nesting = max_nesting
+
+    def obj(
+        self, data: object, where: str, kind: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        if not isinstance(data, dict) or data.get("type") != kind:
+            raise InvalidJSON(where, f"expected a {kind} object")
+        missing = [k for k in keys if k not in data]
+        extra = [k for k in data if k not in keys and k not in optional and k != "type"]
+        if missing or extra:
+            raise InvalidJSON(where, f"{kind} needs the fields {', '.join(keys)}")
+        return data
+
+    def items(self, data: object, where: str) -> list[Any]:
+        if not isinstance(data, list):
+            raise InvalidJSON(where, "expected a list")
+        return data
+
+    def name(self, data: object, where: str) -> str:
+        if not isinstance(data, str) or not _IDENTIFIER.fullmatch(data) or len(data) > 1000:
+            raise InvalidJSON(where, f"expected a name (letters, digits, _), got {data!r:.60}")
+        return data
+
+    def integer(self, data: object, where: str, lo: int | None = None) -> int:
+        if not isinstance(data, int) or isinstance(data, bool) or (lo is not None and data < lo):
+            raise InvalidJSON(where, f"expected an integer{'' if lo is None else f' ≥ {lo}'}, got {data!r:.60}")
+        return data
+
+    def depth(self, where: str, depth: int) -> int:
+        if depth > self.max_nesting:
+            raise InvalidJSON(where, f"nested more than {self.max_nesting} deep")
+        return depth + 1
+
+    def spec(self, data: object, where: str) -> Spec:
+        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source",))
+        if not isinstance(d["filename"], str) or not isinstance(d.get("source", ""), str):
+            raise InvalidJSON(f"{where}.filename", "expected strings for filename and source")
+        return Spec(
+            body=self.nodes(d["body"], f"{where}.body", 0),
+            inputs=tuple(self.input(x, f"{where}.inputs[{i}]") for i, x in enumerate(self.items(d["inputs"], where))),
+            blocks=tuple(self.block(x, f"{where}.blocks[{i}]") for i, x in enumerate(self.items(d["blocks"], where))),
+            filename=d["filename"],
+            source=d.get("source", ""),
+        )
+
+    def span(self, data: object, where: str) -> Span:
+        d = self.obj(data, where, "Span", ("line", "column", "end_line", "end_column", "start", "end"))
+        line, column, end_line, end_column = (
+            self.integer(d[k], f"{where}.{k}", 1) for k in ("line", "column", "end_line", "end_column")
+        )
+        start, end = self.integer(d["start"], f"{where}.start", 0), self.integer(d["end"], f"{where}.end", 0)
+        if end < start:
+            raise InvalidJSON(where, "the span ends before it starts")
+        return Span(line, column, end_line, end_column, start, end)
+
+    def input(self, data: object, where: str) -> InputDecl:
+        d = self.obj(data, where, "InputDecl", ("shape", "span"))
+        shape = tuple(self.integer(n, f"{where}.shape[{i}]") for i, n in enumerate(self.items(d["shape"], where)))
+        return InputDecl(shape, self.span(d["span"], f"{where}.span"))
+
+    def block(self, data: object, where: str) -> BlockDef:
+        d = self.obj(data, where, "BlockDef", ("name", "params", "body", "span", "name_span"))
+        params = []
+        for i, item in enumerate(self.items(d["params"], f"{where}.params")):
+            at = f"{where}.params[{i}]"
+            p = self.obj(item, at, "Param", ("name", "default", "span"))
+            default = None if p["default"] is None else self.value(p["default"], f"{at}.default", 1)
+            params.append(Param(self.name(p["name"], f"{at}.name"), default, self.span(p["span"], f"{at}.span")))
+        return BlockDef(
+            self.name(d["name"], f"{where}.name"),
+            tuple(params),
+            self.node(d["body"], f"{where}.body", 1),
+            self.span(d["span"], f"{where}.span"),
+            self.span(d["name_span"], f"{where}.name_span"),
+        )
+
+    def nodes(self, data: object, where: str, depth: int) -> tuple[Node, ...]:
+        return tuple(self.node(x, f"{where}[{i}]", depth) for i, x in enumerate(self.items(data, where)))
+
+    def node(self, data: object, where: str, depth: int) -> Node:
+        depth = self.depth(where, depth)
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "Layer":
+            d = self.obj(data, where, "Layer", ("kind", "width", "args", "span", "name_span"))
+            width = None if d["width"] is None else self.expr(d["width"], f"{where}.width", depth)
+            args = []
+            for i, item in enumerate(self.items(d["args"], f"{where}.args")):
+                at = f"{where}.args[{i}]"
+                a = self.obj(item, at, "Arg", ("key", "value", "span"))
+                key = None if a["key"] is None else self.name(a["key"], f"{at}.key")
+                args.append(Arg(key, self.value(a["value"], f"{at}.value", depth), self.span(a["span"], f"{at}.span")))
+            span, name_span = self.span(d["span"], f"{where}.span"), self.span(d["name_span"], f"{where}.name_span")
+            return Layer(self.name(d["kind"], f"{where}.kind"), width, tuple(args), span, name_span)
+        if kind == "Repeat":
+            d = self.obj(data, where, "Repeat", ("body", "count", "span", "count_span"))
+            count_span = None if d["count_span"] is None else self.span(d["count_span"], f"{where}.count_span")
+            body = self.nodes(d["body"], f"{where}.body", depth)
+            return Repeat(
+                body, self.expr(d["count"], f"{where}.count", depth), self.span(d["span"], f"{where}.span"), count_span
+            )
+        if kind == "Residual":
+            d = self.obj(data, where, "Residual", ("body", "shortcut", "span"))
+            shortcut = None if d["shortcut"] is None else self.nodes(d["shortcut"], f"{where}.shortcut", depth)
+            return Residual(
+                self.nodes(d["body"], f"{where}.body", depth), shortcut, self.span(d["span"], f"{where}.span")
+            )
+        if kind == "Concat":
+            d = self.obj(data, where, "Concat", ("branches", "span"))
+            branches = tuple(
+                self.nodes(b, f"{where}.branches[{i}]", depth) for i, b in enumerate(self.items(d["branches"], where))
+            )
+            return Concat(branches, self.span(d["span"], f"{where}.span"))
+        raise InvalidJSON(where, "expected a Layer, Repeat, Residual or Concat object")
+
+    def expr(self, data: object, where: str, depth: int) -> Expr:
+        depth = self.depth(where, depth)
+        if isinstance(data, dict) and data.get("type") == "Ref":
+            d = self.obj(data, where, "Ref", ("name", "span"))
+            return Ref(self.name(d["name"], f"{where}.name"), self.span(d["span"], f"{where}.span"))
+        if isinstance(data, dict) and data.get("type") == "BinOp":
+            d = self.obj(data, where, "BinOp", ("op", "left", "right", "span"))
+            if d["op"] not in _OPS:
+                raise InvalidJSON(f"{where}.op", f"expected one of {', '.join(_OPS)}")
+            left, right = self.expr(d["left"], f"{where}.left", depth), self.expr(d["right"], f"{where}.right", depth)
+            return BinOp(d["op"], left, right, self.span(d["span"], f"{where}.span"))
+        return self.integer(data, where)
+
+    def value(self, data: object, where: str, depth: int) -> Value:
+        if isinstance(data, bool | int | float | str) and not (isinstance(data, float) and data != data):
+            return data
+        if isinstance(data, list):
+            depth = self.depth(where, depth)
+            return tuple(self.value(v, f"{where}[{i}]", depth) for i, v in enumerate(data))
+        return self.expr(data, where, depth)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from normdsl.ast import Arg, BinOp, BlockDef, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
+from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
 from normdsl.diagnostics import Span, did_you_mean, one_line
 from normdsl.limits import Limits
 
@@ -54,6 +54,7 @@ class Expander:
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
         self.quiet = 0  # > 0 while sizing: problems are not reported twice
         self.visits = 0
+        self.nesting = 0  # groups, residuals and branches around the node being expanded, through block uses
         self.sizes: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def run(self) -> list[Instance]:
@@ -93,18 +94,16 @@ class Expander:
         if self.visits > 10 * self.limits.max_layers:
             return _SIZE_UNKNOWN  # the spec is too intricate to count: as good as too big
         if isinstance(node, Layer):
-            block = block_used(self.blocks, node)
-            if block is None:
-                return 1
-            if block.name in (u.block for u in stack) or len(stack) >= self.limits.max_call_depth:
-                return 0
-            bound = self.bind(block, node, env, stack)
-            if bound is None:
-                return 0
-            key = (block.name, tuple(sorted((k, repr(v)) for k, v in bound.items())))
-            if key not in self.sizes:
-                self.sizes[key] = self._size(block.body, bound, (*stack, Use(block.name, node.span)))
-            return self.sizes[key]
+            return self._size_layer(node, env, stack)
+        if self.nesting >= self.limits.max_nesting:
+            return 0  # the expansion reports it
+        self.nesting += 1
+        try:
+            return self._size_nested(node, env, stack)
+        finally:
+            self.nesting -= 1
+
+    def _size_nested(self, node: Repeat | Residual | Concat, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         if isinstance(node, Repeat):
             count = self.value(node.count, env, stack)
             if not isinstance(count, int) or count <= 0:
@@ -115,11 +114,40 @@ class Expander:
         )
         return 1 + sum(self._size(n, env, stack) for path in paths for n in path)
 
+    def _size_layer(self, node: Layer, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        block = block_used(self.blocks, node)
+        if block is None:
+            return 1
+        if block.name in (u.block for u in stack) or len(stack) >= self.limits.max_call_depth:
+            return 0
+        bound = self.bind(block, node, env, stack)
+        if bound is None:
+            return 0
+        key = (block.name, tuple(sorted((k, repr(v)) for k, v in bound.items())))
+        if key not in self.sizes:
+            self.sizes[key] = self._size(block.body, bound, (*stack, Use(block.name, node.span)))
+        return self.sizes[key]
+
     # ---- one node ---------------------------------------------------------------------------
 
     def node(self, node: Node, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         if isinstance(node, Layer):
             return self.layer(node, x, env, stack)
+        if self.nesting >= self.limits.max_nesting:
+            self.problem(
+                f"groups, residuals and branches nest more than {self.limits.max_nesting} deep (with those of the blocks used)",
+                node.span,
+                stack,
+                "flatten a block, or repeat a group instead of nesting it",
+            )
+            return UNKNOWN
+        self.nesting += 1
+        try:
+            return self.nested(node, x, env, stack)
+        finally:
+            self.nesting -= 1
+
+    def nested(self, node: Repeat | Residual | Concat, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         if isinstance(node, Repeat):
             count = self.count(node, env, stack)
             for _ in range(count):

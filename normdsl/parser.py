@@ -6,15 +6,21 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 
 from normdsl._paths import data_dir
 from normdsl.ast import (
@@ -36,36 +42,94 @@ from normdsl.ast import (
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import DEFAULT_LIMITS, Limits
 
+_OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True, "maybe_placeholders": False}
+
 
 @functools.cache
 def _lark() -> Lark:
-    """The LALR parser, built once per process; its tables are cached in the user's cache folder
-    (lark checks the grammar's hash), which makes a cold start about 55 ms faster."""
+    """The LALR parser, built once per process. Its tables are cached as JSON (never a pickle: a
+    planted cache file can at worst be ignored) in the user's cache folder, keyed by a hash of
+    the grammar, the options and the versions; loading them is ~25 ms faster than building."""
     grammar = (data_dir("grammar") / "normdsl.lark").read_text(encoding="utf-8")
-    cache = _cache_file()
-    options = {"cache": str(cache)} if cache else {}
-    return Lark(
-        grammar, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=False, **options
-    )
+    key = hashlib.sha256(f"{grammar}{_OPTIONS}{lark_version}{sys.version_info[:2]}".encode()).hexdigest()
+    folder = cache_folder()
+    cached = _read_cache(folder / f"parser-{key[:16]}.json", key) if folder else None
+    if cached is not None:
+        return cached
+    parser = Lark(grammar, **_OPTIONS)
+    if folder is not None:
+        _write_cache(folder, f"parser-{key[:16]}.json", key, parser)
+    return parser
 
 
-def _cache_file() -> Path | None:
-    """~/.cache/normdsl/parser-<version>.lark (XDG_CACHE_HOME respected), if that folder is ours to write.
-
-    Never the shared temporary folder: the cache is a pickle, and only the user may plant it.
-    """
-    from normdsl import __version__
-
+def cache_folder() -> Path | None:
+    """``$XDG_CACHE_HOME/normdsl`` (an absolute XDG_CACHE_HOME only, as the XDG spec says) or
+    ``$HOME/.cache/normdsl``, if it is a real folder of this user that no one else can write to;
+    None without HOME, with NORMDSL_NO_CACHE set, or when the folder is not safe."""
     if os.environ.get("NORMDSL_NO_CACHE"):
         return None
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "normdsl"
+    xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
+    if os.path.isabs(xdg):
+        base = Path(xdg)
+    elif os.path.isabs(home):
+        base = Path(home) / ".cache"
+    else:
+        return None
+    folder = base / "normdsl"
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not os.access(root, os.W_OK) or root.stat().st_uid != os.getuid():
-            return None
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder if _ours(os.lstat(folder), stat.S_ISDIR) else None
     except OSError:
         return None
-    return root / f"parser-{__version__}-lark{lark_version}.cache"
+
+
+def _ours(st: os.stat_result, kind: Callable[[int], bool]) -> bool:
+    """Of the right kind (not a symbolic link), owned by this user, writable by no one else."""
+    return kind(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0
+
+
+def _read_cache(path: Path, key: str) -> Lark | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not _ours(st, stat.S_ISREG) or st.st_size > _MAX_CACHE_BYTES:
+                return None
+            cached = json.loads(f.read(_MAX_CACHE_BYTES), object_hook=_int_keys)
+        if cached.get("key") != key:
+            return None
+        parser: Lark = Lark._load_from_dict(cached["data"], cached["memo"])  # type: ignore[no-untyped-call]
+        return parser
+    except Exception:  # a damaged or foreign cache is ignored: the parser is built instead
+        return None
+
+
+_MAX_CACHE_BYTES = 1 << 20
+
+
+def _int_keys(d: dict[str, object]) -> dict[object, object]:
+    """JSON turned lark's integer keys (memo ids, parser states) into strings; terminal and rule
+    names are never digits."""
+    return {int(k) if k.isdigit() else k: v for k, v in d.items()}
+
+
+def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
+    """Write the tables to a private temporary file in the folder and rename it into place."""
+    data, memo = parser.memo_serialize([TerminalDef, Rule])
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parser-", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "data": data, "memo": memo}, f)
+            os.replace(tmp, folder / name)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (OSError, TypeError, ValueError):
+        pass  # no cache, then: the next start builds the parser again
 
 
 def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMITS) -> Spec:
