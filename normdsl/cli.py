@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +15,11 @@ from normdsl.check import Network, check
 from normdsl.diagnostics import RenderError, SpecError
 from normdsl.layers import Shape
 from normdsl.parser import parse
+from normdsl.writer import O_NONBLOCK, kind
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_SPEC_BYTES = 10 * 1024 * 1024
+STDIN = "-"  # a SPEC of - is standard input
 
 
 class UsageError(Exception):
@@ -25,25 +30,58 @@ class BadFile(Exception):
     """Exit code 1: the file exists but is not spec text."""
 
 
+def spec_name(path: str) -> str:
+    """What diagnostics call a spec: its path, or <stdin>."""
+    return "<stdin>" if path == STDIN else path
+
+
 def read_spec(path: str) -> str:
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{path}: is a directory, not a spec file")
-    try:
-        size = p.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise BadFile(f"{path}: {size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    """The text of a spec: a regular file (never a device, pipe or socket, which may never end or may block)
+    or standard input for ``-``, in either case at most MAX_SPEC_BYTES."""
+    data = _read_stdin() if path == STDIN else _read_regular_file(path)
+    name = spec_name(path)
+    if len(data) > MAX_SPEC_BYTES:
+        raise BadFile(f"{name}: more than {MAX_SPEC_BYTES:,} bytes is too large for a spec")
     if b"\0" in data:
-        raise BadFile(f"{path}: is a binary file, not spec text")
+        raise BadFile(f"{name}: is a binary file, not spec text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadFile(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+        raise BadFile(f"{name}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None:
+        raise UsageError("<stdin>: standard input is closed")
+    try:
+        return sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"<stdin>: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_regular_file(path: str) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NONBLOCK)  # a FIFO without a writer opens at once, to be refused
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:  # a socket cannot be opened at all: say what it is
+        reason = f"cannot read: {exc.strerror}"
+        with contextlib.suppress(OSError):
+            if not stat.S_ISREG(mode := os.stat(path).st_mode):
+                reason = f"is {kind(mode)}, not a regular file"
+        raise UsageError(f"{path}: {reason}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{path}: is {kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise BadFile(f"{path}: {info.st_size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _shape(text: str) -> Shape:
@@ -59,9 +97,10 @@ def _shape(text: str) -> Shape:
 
 
 def _network(args: argparse.Namespace, path: str) -> Network:
-    network = check(parse(read_spec(path), filename=path), input_shape=args.input, norm=args.norm)
+    name = spec_name(path)
+    network = check(parse(read_spec(path), filename=name), input_shape=args.input, norm=args.norm)
     for warning in network.warnings:
-        print(warning.render(network.source, path), file=sys.stderr)
+        print(warning.render(network.source, name), file=sys.stderr)
     return network
 
 
@@ -80,12 +119,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"normdsl: error: {exc}", file=sys.stderr)
             status = EXIT_USAGE
         else:
-            print(f"{path}: ok, {summary.one_line(network)}")
+            print(f"{spec_name(path)}: ok, {summary.one_line(network)}")
     return status
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    print(parse(read_spec(args.spec), filename=args.spec).to_json())
+    print(parse(read_spec(args.spec), filename=spec_name(args.spec)).to_json())
     return EXIT_OK
 
 
@@ -105,10 +144,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from normdsl.emit_source import render, template_suffix
     from normdsl.writer import guard, write_text
 
+    if args.spec == STDIN and not args.output:
+        raise UsageError("build -: a spec read from standard input needs -o OUT (or -o - for standard output)")
     network = _network(args, args.spec)
     suffix = template_suffix(args.template, args.template_dir)
     for warning in strategy_warnings(network, args.strategy):
-        print(warning.render(network.source, args.spec), file=sys.stderr)
+        print(warning.render(network.source, spec_name(args.spec)), file=sys.stderr)
     out = args.output or str(Path(args.spec).with_suffix(suffix))
     if out != "-":
         guard(Path(out), force=args.force)

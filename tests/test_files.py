@@ -1,0 +1,139 @@
+"""What the command does with files that are not what they seem: devices, pipes, sockets, standard input,
+long or hostile names, signals and full disks. Nothing hangs, nothing is lost, every error names its subject."""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from normdsl import cli, writer
+
+SPEC = "input(8, 8, 3) conv8\n"
+
+
+def run(*args: str, stdin: Any = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m normdsl`` with a memory cap, so that a command reading without end fails instead of
+    swapping the machine, and a timeout, so that one that blocks fails instead of hanging the tests."""
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "normdsl", *args],
+        capture_output=True,
+        text=True,
+        stdin=stdin,
+        timeout=timeout,
+        preexec_fn=cap_memory,
+    )
+
+
+def stdin_of(monkeypatch: Any, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "m.nd"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe.nd"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.fixture
+def unix_socket(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "sock.nd"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        yield path
+
+
+# 1. Only regular files (or standard input) are read as specs, and never more than the limit.
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_device_is_refused_at_once(device: str) -> None:
+    result = run("check", device)
+    assert result.returncode == 2
+    assert result.stderr == f"normdsl: error: {device}: is a character device, not a regular file\n"
+
+
+def test_a_fifo_without_a_writer_is_refused_without_waiting(fifo: Path) -> None:
+    result = run("check", str(fifo), timeout=30)
+    assert result.returncode == 2 and result.stderr.endswith("is a named pipe (FIFO), not a regular file\n")
+
+
+def test_a_fifo_fed_without_end_is_refused_without_reading_it(fifo: Path) -> None:
+    writer_end = os.open(fifo, os.O_RDWR)  # opening read-write does not wait for a reader
+    yes = subprocess.Popen(["yes"], stdout=writer_end, stderr=subprocess.DEVNULL)
+    os.close(writer_end)
+    try:
+        result = run("check", str(fifo), timeout=30)
+    finally:
+        yes.kill()
+        yes.wait()
+    assert result.returncode == 2 and "not a regular file" in result.stderr
+
+
+def test_a_socket_is_refused(unix_socket: Path) -> None:
+    result = run("check", str(unix_socket))
+    assert result.returncode == 2
+    assert result.stderr == f"normdsl: error: {unix_socket}: is a socket, not a regular file\n"
+
+
+def test_a_dash_reads_the_spec_from_standard_input(monkeypatch: Any, capsys: Any) -> None:
+    stdin_of(monkeypatch, SPEC.encode())
+    assert cli.main(["check", "-"]) == 0
+    assert capsys.readouterr().out.startswith("<stdin>: ok, ")
+
+
+def test_diagnostics_for_standard_input_say_stdin(monkeypatch: Any, capsys: Any) -> None:
+    stdin_of(monkeypatch, b"conv8 bnn\n")
+    assert cli.main(["check", "-"]) == 1
+    assert capsys.readouterr().err.startswith("<stdin>:1:7: error: unknown layer 'bnn'")
+
+
+@pytest.mark.parametrize("command", [["parse", "-", "--json"], ["summary", "-"], ["summary", "-", "--json"]])
+def test_every_command_that_reads_a_spec_reads_standard_input(
+    monkeypatch: Any, capsys: Any, command: list[str]
+) -> None:
+    stdin_of(monkeypatch, SPEC.encode())
+    assert cli.main(command) == 0
+    assert "conv" in capsys.readouterr().out.lower()
+
+
+def test_build_from_standard_input_writes_where_o_says(monkeypatch: Any, tmp_path: Path) -> None:
+    stdin_of(monkeypatch, SPEC.encode())
+    out = tmp_path / "m.py"
+    assert cli.main(["build", "-", "-o", str(out)]) == 0
+    assert out.read_text().startswith(writer.MARKER)
+
+
+def test_build_from_standard_input_needs_o(monkeypatch: Any, capsys: Any, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    stdin_of(monkeypatch, SPEC.encode())
+    assert cli.main(["build", "-"]) == 2
+    assert "needs -o" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_standard_input_without_end_is_read_only_up_to_the_limit() -> None:
+    with open("/dev/zero", "rb") as zeros:
+        result = run("check", "-", stdin=zeros)
+    assert result.returncode == 1
+    assert result.stderr == f"normdsl: error: <stdin>: more than {cli.MAX_SPEC_BYTES:,} bytes is too large for a spec\n"
