@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import stat
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from normdsl.check import Network, check
 from normdsl.diagnostics import RenderError, SpecError
 from normdsl.layers import Shape
 from normdsl.parser import parse
-from normdsl.writer import O_NONBLOCK, kind
+from normdsl.writer import O_NONBLOCK, Terminated, kind
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_SPEC_BYTES = 10 * 1024 * 1024
@@ -274,6 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
         print(f"normdsl: internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP while writing (Terminated)
         print("normdsl: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)

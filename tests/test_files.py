@@ -7,6 +7,7 @@ import io
 import json
 import os
 import resource
+import signal
 import socket
 import stat
 import subprocess
@@ -201,3 +202,50 @@ def test_force_replaces_a_symlink_itself_and_not_what_it_points_to(spec: Path, t
     assert cli.main(["build", str(spec), "-o", str(link), "--force"]) == 0
     assert not link.is_symlink() and link.read_text().startswith(writer.MARKER)
     assert target.read_text() == "kept\n"
+
+
+# 3. SIGTERM and SIGHUP while writing: the old file stays, no temporary is left, exit 128 + signal.
+
+SLOW_WRITER = """
+import sys, time
+import normdsl.writer as w
+
+original = w.write_atomically
+
+def slow(path, produce):
+    def produce_then_wait(tmp):
+        produce(tmp)
+        print("writing", flush=True)
+        time.sleep(60)
+    original(path, produce_then_wait)
+
+w.write_atomically = slow
+from normdsl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_build_leaves_the_old_file_and_no_temporary(spec: Path, tmp_path: Path, signum: int) -> None:
+    out = tmp_path / "m.py"
+    out.write_text(f"{writer.MARKER}, the old version\n")
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, "build", str(spec), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "writing\n"
+    assert any(p.name.startswith(".m.py.") for p in tmp_path.iterdir())  # the temporary exists right now
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum
+    assert err.endswith("normdsl: interrupted\n")
+    assert out.read_text() == f"{writer.MARKER}, the old version\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd", "m.py"]
+
+
+def test_writing_restores_the_signal_handlers(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    writer.write_text(tmp_path / "m.py", "x = 1\n")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
