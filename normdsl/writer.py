@@ -95,17 +95,16 @@ def write_atomically(path: Path, produce: Callable[[Path], None]) -> None:
     """Call ``produce(tmp)`` to write a temporary file beside ``path``, then rename it over ``path``.
 
     On any failure, interrupt or terminating signal (SIGTERM, SIGHUP: raised as Terminated) the temporary file
-    is removed and ``path`` is left as it was.
+    is removed and ``path`` is left as it was. A replaced regular file keeps its permission bits.
     """
     with _terminating_signals_raise():
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+        prefix, suffix = _temporary_affixes(path)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
         os.close(fd)
         tmp = Path(name)
         try:
             produce(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, _mode_for(path))
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -120,6 +119,34 @@ def write_text(path: Path, text: str) -> None:
             os.fsync(f.fileno())
 
     write_atomically(path, produce)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits of the regular file being replaced, or 0o666 less the umask for a new file."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode):
+            return info.st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    """``.{name}.`` and ``.tmp{suffix}`` for mkstemp, the name shortened so that the whole (with mkstemp's 8
+    random characters) fits in the folder's limit on a name's bytes; the suffix is kept for ``produce``."""
+    try:
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    suffix = ".tmp" + path.suffix
+    room = name_max - len(os.fsencode(suffix)) - 2 - 8
+    if room < 1:
+        suffix, room = ".tmp", name_max - 4 - 2 - 8
+    name = path.name
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}.", suffix
 
 
 @contextlib.contextmanager

@@ -249,3 +249,33 @@ def test_writing_restores_the_signal_handlers(tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     writer.write_text(tmp_path / "m.py", "x = 1\n")
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+
+
+# 4. Long names and permission bits.
+
+
+@pytest.mark.parametrize("stem", ["m" * 237, "é" * 118], ids=["ascii", "two-byte"])
+def test_a_name_near_the_limit_is_written(spec: Path, tmp_path: Path, stem: str) -> None:
+    out = tmp_path / f"{stem}.py"
+    assert len(os.fsencode(out.name)) >= 239
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 0
+    assert out.read_text().startswith(writer.MARKER)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.nd", out.name])
+
+
+def test_a_replaced_file_keeps_its_permission_bits(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.py"
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 0
+    out.chmod(0o751)
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o751
+
+
+def test_a_new_file_gets_the_umask_mode(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.py"
+    umask = os.umask(0o027)
+    try:
+        assert cli.main(["build", str(spec), "-o", str(out)]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
