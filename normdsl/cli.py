@@ -151,7 +151,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     suffix = template_suffix(args.template, args.template_dir)
     for warning in strategy_warnings(network, args.strategy):
         print(warning.render(network.source, spec_name(args.spec)), file=sys.stderr)
-    out = args.output or str(Path(args.spec).with_suffix(suffix))
+    out = args.output = args.output or str(Path(args.spec).with_suffix(suffix))  # for errors naming no file
     if out != "-":
         guard(Path(out), force=args.force)
     code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"normdsl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"normdsl: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"normdsl: error: {_os_error(exc, args)}", file=sys.stderr)
         return EXIT_USAGE
     except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
         print(f"normdsl: internal error: {exc}", file=sys.stderr)
@@ -278,3 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP while writing (Terminated)
         print("normdsl: interrupted", file=sys.stderr)
         return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """``{file}: {reason}``; when the error names no file, the file the command writes."""
+    subject = exc.filename
+    if subject is None:  # the file the command writes: OUT, or standard output
+        output = getattr(args, "output", None)
+        subject = output if output and output != "-" else "<stdout>"
+    reason = exc.strerror or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return f"{os.fsdecode(subject) if isinstance(subject, bytes) else subject}: {reason}"

@@ -95,20 +95,24 @@ def write_atomically(path: Path, produce: Callable[[Path], None]) -> None:
     """Call ``produce(tmp)`` to write a temporary file beside ``path``, then rename it over ``path``.
 
     On any failure, interrupt or terminating signal (SIGTERM, SIGHUP: raised as Terminated) the temporary file
-    is removed and ``path`` is left as it was. A replaced regular file keeps its permission bits.
+    is removed and ``path`` is left as it was. A replaced regular file keeps its permission bits. An OSError
+    names ``path``.
     """
-    with _terminating_signals_raise():
-        prefix, suffix = _temporary_affixes(path)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            produce(tmp)
-            os.chmod(tmp, _mode_for(path))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    try:
+        with _terminating_signals_raise():
+            prefix, suffix = _temporary_affixes(path)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                produce(tmp)
+                os.chmod(tmp, _mode_for(path))
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc) or type(exc).__name__, str(path)) from exc
 
 
 def write_text(path: Path, text: str) -> None:

@@ -3,6 +3,7 @@ long or hostile names, signals and full disks. Nothing hangs, nothing is lost, e
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -279,3 +280,49 @@ def test_a_new_file_gets_the_umask_mode(spec: Path, tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+# 5. Every error line names its subject.
+
+
+def test_a_template_outside_its_folder_is_an_error_with_a_subject(spec: Path, tmp_path: Path, capsys: Any) -> None:
+    from normdsl._paths import data_dir
+
+    (tmp_path / "templates" / "sub").mkdir(parents=True)
+    (tmp_path / "templates" / "model.py.j2").write_text((data_dir("templates") / "model.py.j2").read_text())
+    out = tmp_path / "m.py"
+    args = ["build", str(spec), "-o", str(out), "--template-dir", str(tmp_path / "templates" / "sub")]
+    assert cli.main([*args, "--template", "../model"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and ": None" not in err and not err.startswith("normdsl: error: :")
+    assert "model" in err
+
+
+def test_an_error_that_names_no_file_is_shown_with_the_file_being_written(
+    spec: Path, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    import normdsl.emit_source
+
+    def broken(*_: object, **__: object) -> str:
+        raise OSError()
+
+    monkeypatch.setattr(normdsl.emit_source, "render", broken)
+    out = tmp_path / "m.py"
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"normdsl: error: {out}: OSError\n"
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(
+    spec: Path, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    out = tmp_path / "m.py"
+    out.write_text(f"{writer.MARKER}, the old version\n")
+
+    def full(_: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"normdsl: error: {out}: No space left on device\n"
+    assert out.read_text() == f"{writer.MARKER}, the old version\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd", "m.py"]
