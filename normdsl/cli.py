@@ -16,7 +16,7 @@ from normdsl.check import Network, check
 from normdsl.diagnostics import RenderError, SpecError
 from normdsl.layers import Shape
 from normdsl.parser import parse
-from normdsl.writer import O_NONBLOCK, Terminated, kind
+from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_SPEC_BYTES = 10 * 1024 * 1024
@@ -31,6 +31,12 @@ class BadFile(Exception):
     """Exit code 1: the file exists but is not spec text."""
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as the command prints it: unprintable characters (escape sequences, controls, bidi marks) escaped
+    as repr escapes them, everything else as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+
+
 def spec_name(path: str) -> str:
     """What diagnostics call a spec: its path, or <stdin>."""
     return "<stdin>" if path == STDIN else path
@@ -40,7 +46,7 @@ def read_spec(path: str) -> str:
     """The text of a spec: a regular file (never a device, pipe or socket, which may never end or may block)
     or standard input for ``-``, in either case at most MAX_SPEC_BYTES."""
     data = _read_stdin() if path == STDIN else _read_regular_file(path)
-    name = spec_name(path)
+    name = shown(spec_name(path))
     if len(data) > MAX_SPEC_BYTES:
         raise BadFile(f"{name}: more than {MAX_SPEC_BYTES:,} bytes is too large for a spec")
     if b"\0" in data:
@@ -64,23 +70,23 @@ def _read_regular_file(path: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | O_NONBLOCK)  # a FIFO without a writer opens at once, to be refused
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
+        raise UsageError(f"{shown(path)}: no such file") from None
     except OSError as exc:  # a socket cannot be opened at all: say what it is
         reason = f"cannot read: {exc.strerror}"
         with contextlib.suppress(OSError):
             if not stat.S_ISREG(mode := os.stat(path).st_mode):
                 reason = f"is {kind(mode)}, not a regular file"
-        raise UsageError(f"{path}: {reason}") from None
+        raise UsageError(f"{shown(path)}: {reason}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{path}: is {kind(info.st_mode)}, not a regular file")
+            raise UsageError(f"{shown(path)}: is {kind(info.st_mode)}, not a regular file")
         if info.st_size > MAX_SPEC_BYTES:
-            raise BadFile(f"{path}: {info.st_size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
+            raise BadFile(f"{shown(path)}: {info.st_size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
         with open(fd, "rb", closefd=False) as f:
             return f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        raise UsageError(f"{shown(path)}: cannot read: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -120,7 +126,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"normdsl: error: {exc}", file=sys.stderr)
             status = EXIT_USAGE
         else:
-            print(f"{spec_name(path)}: ok, {summary.one_line(network)}")
+            print(f"{shown(spec_name(path))}: ok, {summary.one_line(network)}")
     return status
 
 
@@ -159,7 +165,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         sys.stdout.write(code)
     else:
         write_text(Path(out), code)
-        print(f"wrote {out}: {summary.one_line(network)}")
+        print(f"wrote {shown(out)}: {summary.one_line(network)}")
     if args.verify:
         if suffix != ".py":
             raise UsageError("--verify checks Python modules; the notebook template makes a notebook")
@@ -193,11 +199,11 @@ def cmd_save(args: argparse.Namespace) -> int:
     network = _network(args, args.spec)
     out = Path(args.output)
     if out.suffix != ".keras":
-        raise UsageError(f"{out}: Keras saves models to files ending in .keras")
+        raise UsageError(f"{shown(out)}: Keras saves models to files ending in .keras")
     guard(out, force=args.force, ours=lambda _: False)  # a .keras file carries no marker: overwrite only with --force
     model = build_model(network)
     write_atomically(out, lambda tmp: model.save(tmp))
-    print(f"saved {out}: {summary.one_line(network)}")
+    print(f"saved {shown(out)}: {summary.one_line(network)}")
     return EXIT_OK
 
 
@@ -254,7 +260,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from normdsl.emit_keras import TensorFlowMissing
-    from normdsl.writer import WriteRefused
 
     args = _parser().parse_args(argv)
     try:
@@ -266,11 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadFile as exc:
         print(f"normdsl: error: {exc}", file=sys.stderr)
         return EXIT_SPEC
-    except (UsageError, WriteRefused, TensorFlowMissing, ValueError) as exc:
+    except (UsageError, WriteRefused) as exc:
+        print(f"normdsl: error: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TensorFlowMissing, ValueError) as exc:
         print(f"normdsl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"normdsl: error: {_os_error(exc, args)}", file=sys.stderr)
+        print(f"normdsl: error: {shown(_os_error(exc, args))}", file=sys.stderr)
         return EXIT_USAGE
     except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
         print(f"normdsl: internal error: {exc}", file=sys.stderr)

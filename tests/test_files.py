@@ -326,3 +326,43 @@ def test_a_full_disk_names_the_file_it_could_not_write(
     assert capsys.readouterr().err == f"normdsl: error: {out}: No space left on device\n"
     assert out.read_text() == f"{writer.MARKER}, the old version\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd", "m.py"]
+
+
+# 6. Names with escape sequences are shown escaped, never sent to the terminal raw.
+
+HOSTILE = "a\x1b[31mred\x07\u202e.nd"
+ESCAPED = "a\\x1b[31mred\\x07\\u202e.nd"
+
+
+def test_shown_escapes_only_what_is_unprintable() -> None:
+    assert cli.shown(HOSTILE) == ESCAPED
+    assert cli.shown("dossier/café modèle.nd") == "dossier/café modèle.nd"
+    assert cli.shown("a\nb\tc") == "a\\nb\\tc"
+
+
+def test_check_shows_a_hostile_name_escaped(tmp_path: Path, capsys: Any) -> None:
+    spec = tmp_path / HOSTILE
+    spec.write_text(SPEC)
+    assert cli.main(["check", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.startswith(f"{tmp_path}/{ESCAPED}: ok, ")
+
+
+def test_build_shows_a_hostile_output_name_escaped(spec: Path, tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / HOSTILE.replace(".nd", ".py")
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path}/{ESCAPED.replace('.nd', '.py')}: ")
+    out.write_text("mine\n")
+    assert cli.main(["build", str(spec), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and ESCAPED.replace(".nd", ".py") in err
+
+
+@pytest.mark.parametrize("name", [HOSTILE, f"missing/{HOSTILE}"])
+def test_errors_about_a_hostile_name_show_it_escaped(tmp_path: Path, capsys: Any, name: str) -> None:
+    path = tmp_path / name
+    if "missing" not in name:
+        path.mkdir()
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and ESCAPED in err
