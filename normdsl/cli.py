@@ -124,7 +124,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             status = max(status, EXIT_SPEC)
         except UsageError as exc:
             print(f"normdsl: error: {exc}", file=sys.stderr)
-            status = EXIT_USAGE
+            status = max(status, EXIT_USAGE)
+        except Exception as exc:  # our bug, on this file only: say so and check the others
+            print(f"normdsl: internal error: {shown(spec_name(path))}: {shown(repr(exc))[:500]}", file=sys.stderr)
+            status = max(status, EXIT_INTERNAL)
         else:
             print(f"{shown(spec_name(path))}: ok, {summary.one_line(network)}")
     return status

@@ -366,3 +366,36 @@ def test_errors_about_a_hostile_name_show_it_escaped(tmp_path: Path, capsys: Any
     assert cli.main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and ESCAPED in err
+
+
+# 7. One file's internal error does not stop the others.
+
+
+@pytest.mark.parametrize("error", [ValueError("bad\nvalue"), RecursionError(), MemoryError(), KeyError("k")])
+def test_an_internal_error_in_one_file_does_not_stop_the_others(
+    tmp_path: Path, capsys: Any, monkeypatch: Any, error: BaseException
+) -> None:
+    paths = [tmp_path / f"{name}.nd" for name in "abc"]
+    for path in paths:
+        path.write_text(SPEC)
+    original = cli.parse
+
+    def parse(text: str, **kwargs: Any) -> Any:
+        if kwargs.get("filename", "").endswith("b.nd"):
+            raise error
+        return original(text, **kwargs)
+
+    monkeypatch.setattr(cli, "parse", parse)
+    assert cli.main(["check", *map(str, paths)]) == 3
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(paths[0]), str(paths[2])]
+    assert err.splitlines() == [f"normdsl: internal error: {paths[1]}: {error!r}"]
+
+
+def test_an_input_dimension_beyond_pythons_digit_limit_is_a_usage_error(spec: Path, capsys: Any) -> None:
+    huge = "9" * 5000
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["check", str(spec), "--input", f"8,8,{huge}"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --input" in err and huge in err and "Traceback" not in err
