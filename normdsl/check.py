@@ -96,10 +96,34 @@ def check(
 
     ``norm`` replaces the spec's ``norm`` placeholder everywhere (e.g. ``"gn(32)"``).
     """
+    if not isinstance(limits, Limits):
+        raise TypeError(f"check(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
     if isinstance(spec, str):
         spec = parse(spec, limits=limits)
+    if not isinstance(spec, Spec):
+        raise TypeError(f"check() takes a Spec or spec text, got {type(spec).__name__}")
+    if norm is not None and not isinstance(norm, str):
+        raise TypeError(f"check(norm=...) must be spec text such as 'gn(32)', got {type(norm).__name__}")
+    if input_shape is not None:
+        input_shape = _input_shape(input_shape, limits)
     with paused_gc():
-        return _Checker(spec, limits).run(input_shape, norm)
+        try:
+            return _Checker(spec, limits).run(input_shape, norm)
+        except RecursionError:  # a safety net: every walk is bounded by the limits
+            message = "the spec is nested too deeply to check"
+            raise SpecError(
+                [Diagnostic("error", message, _whole(spec), "flatten it")], spec.source, spec.filename
+            ) from None
+
+
+def _input_shape(shape: object, limits: Limits) -> Shape:
+    """The API's ``input_shape``: one or more positive integers (no bools), each within the limit."""
+    if not isinstance(shape, tuple | list) or not shape:
+        raise TypeError(f"input_shape must be a tuple of positive integers, got {shape!r:.80}")
+    for n in shape:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limits.max_dim:
+            raise ValueError(f"input_shape must hold integers from 1 to {limits.max_dim:,}, got {shape!r:.80}")
+    return tuple(shape)
 
 
 class _Checker:
@@ -109,6 +133,7 @@ class _Checker:
         self.resolved: dict[tuple[object, ...], KerasCall] = {}
         self.block_names: list[str] = []
         self.reported: set[tuple[Span, str]] = set()
+        self.warned: set[Diagnostic] = set()
         # group-norm divisibility problems, gathered per site: (instance, groups) → channel counts
         self.splits: dict[tuple[Span, str, str, int], tuple[Instance, list[int]]] = {}
 
@@ -128,7 +153,8 @@ class _Checker:
 
     def warn(self, message: str, span: Span, hint: str | None = None) -> None:
         diagnostic = Diagnostic("warning", message, span, hint)
-        if diagnostic not in self.diagnostics:
+        if diagnostic not in self.warned:
+            self.warned.add(diagnostic)
             self.diagnostics.append(diagnostic)
 
     def failed(self) -> bool:
@@ -177,11 +203,11 @@ class _Checker:
         if decl is not None and first_layer is not None and decl.span.start > first_layer:
             self.error("input(...) must come before the first layer", decl.span, "move it to the top of the spec")
         shape = tuple(override) if override is not None else decl.shape if decl else DEFAULT_INPUT
-        if not shape or any(not isinstance(n, int) or n < 1 for n in shape):
+        if not shape or any(not isinstance(n, int) or not 1 <= n <= self.limits.max_dim for n in shape):
             if override is not None or decl is None:
                 raise ValueError(f"input shape must be one or more positive integers, got {shape}")
-            hint = "e.g. input(224, 224, 3) or input(784)"
-            self.error(f"input dimensions must be positive integers, got {shape}", decl.span, hint)
+            hint = f"e.g. input(224, 224, 3) or input(784); each dimension at most {self.limits.max_dim:,}"
+            self.error(f"input dimensions must be from 1 to {self.limits.max_dim:,}, got {_shown(shape)}", decl.span, hint)
             return None
         self.input_shape: Shape = shape
         return shape
@@ -327,6 +353,10 @@ class _Checker:
         except Problem as problem:
             self.at(inst, inst.span, inst.text, f": {problem.message}", problem.hint)
             return None
+        if max(figures.shape, default=0) > self.limits.max_dim:
+            message = f": its output {_shown(figures.shape)} has a dimension above the limit of {self.limits.max_dim:,}"
+            self.at(inst, inst.span, inst.text, message)
+            return None
         for found in figures.problems:
             if found.split is None:
                 self.at(inst, inst.span, inst.text, f": {found.message}", found.hint)
@@ -357,7 +387,10 @@ class _Checker:
             if isinstance(name, str):
                 spans.setdefault(name, []).append(layer.span)
         for name, where in spans.items():
-            if len(where) > 1:
+            if name in KERAS_NAMES:
+                hint = f"Keras names the model's input {name!r}; choose another name"
+                self.error(f"layer name {name!r} is taken by Keras", where[0], hint)
+            elif len(where) > 1:
                 message = f"layer name {name!r} is used {len(where)} times; Keras needs unique names"
                 self.error(
                     message, where[0], "drop name= inside repetitions and blocks, or give each layer its own name"
@@ -379,6 +412,14 @@ class _Checker:
         if total > self.limits.warn_params:
             hint = f"more than the {self.limits.warn_params:,} expected of a spec"
             self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
+
+
+KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model
+
+
+def _shown(shape: Shape) -> str:
+    """A shape for a message, huge numbers shortened."""
+    return "(" + ", ".join(str(n) if n < 10**15 else f"{str(n)[:6]}…({len(str(n))} digits)" for n in shape) + ")"
 
 
 def _is_norm(layer: NetLayer) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from normdsl import summary
 from normdsl.check import Network, check
-from normdsl.diagnostics import RenderError, SpecError
+from normdsl.diagnostics import RenderError, SpecError, render_all, shown
 from normdsl.layers import Shape
 from normdsl.parser import parse
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
@@ -29,12 +29,6 @@ class UsageError(Exception):
 
 class BadFile(Exception):
     """Exit code 1: the file exists but is not spec text."""
-
-
-def shown(path: str | os.PathLike[str]) -> str:
-    """A path as the command prints it: unprintable characters (escape sequences, controls, bidi marks) escaped
-    as repr escapes them, everything else as it is."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
 
 
 def spec_name(path: str) -> str:
@@ -106,8 +100,8 @@ def _shape(text: str) -> Shape:
 def _network(args: argparse.Namespace, path: str) -> Network:
     name = spec_name(path)
     network = check(parse(read_spec(path), filename=name), input_shape=args.input, norm=args.norm)
-    for warning in network.warnings:
-        print(warning.render(network.source, name), file=sys.stderr)
+    if network.warnings:
+        print(render_all(network.warnings, network.source, name), file=sys.stderr)
     return network
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -63,7 +65,7 @@ class SpecError(ValueError):
         return tuple(d for d in self.diagnostics if d.severity == "error")
 
     def render(self) -> str:
-        return "\n".join(render(d, self.source, self.filename) for d in self.diagnostics)
+        return render_all(self.diagnostics, self.source, self.filename)
 
 
 class RenderError(RuntimeError):
@@ -84,34 +86,64 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """A file name as printed to a terminal: unprintable characters (escape sequences, controls,
+    bidi marks) escaped as repr escapes them, everything else as it is."""
+    name = str(path)
+    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+
+
+MAX_SHOWN = 100  # diagnostics printed at most; the rest are counted
+
+
+def render_all(diagnostics: Iterable[Diagnostic], source: str, filename: str, *, limit: int = MAX_SHOWN) -> str:
+    """Each diagnostic rendered, the first ``limit`` of them, then how many more there are."""
+    listed = list(diagnostics)
+    out = [render(d, source, filename) for d in listed[:limit]]
+    if len(listed) > limit:
+        rest = listed[limit:]
+        errors = sum(d.severity == "error" for d in rest)
+        out.append(
+            f"{shown(filename)}: ... and {len(rest):,} more ({errors:,} errors, {len(rest) - errors:,} warnings)"
+        )
+    return "\n".join(out)
 
 
 def render(diagnostic: Diagnostic, source: str, filename: str) -> str:
     """``file:line:col: severity: message``, the source line, a caret underline, then the hint."""
-    span = diagnostic.span
-    out = [f"{filename}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
+    span, name = diagnostic.span, shown(filename)
+    out = [f"{name}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
     out += _excerpt(source, span)
     for label, where in diagnostic.notes:
-        out.append(f"{filename}:{where.line}:{where.column}: note: {label}")
+        out.append(f"{name}:{where.line}:{where.column}: note: {label}")
         out += _excerpt(source, where)
     if diagnostic.hint:
         out.append(f"  hint: {diagnostic.hint}")
     return "\n".join(out)
 
 
+@functools.lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    """The source's lines, split once per source, as lark counts them: at \\n only (a form feed,
+    U+2028 or a lone \\r is no line break to the parser, so the caret must not treat it as one)."""
+    return [line.removesuffix("\r") for line in source.split("\n")]
+
+
 def _excerpt(source: str, span: Span) -> list[str]:
-    lines = source.splitlines() or [""]
-    if not 1 <= span.line <= len(lines) + 1:
+    lines = _lines(source)
+    if not 1 <= span.line <= len(lines):
         return []
-    text = _printable(lines[span.line - 1] if span.line <= len(lines) else "")
+    text = _printable(lines[span.line - 1])
     if len(text) > 200:  # very long lines: show a window around the caret
         lo = max(0, span.column - 1 - 80)
-        shown, shift = text[lo : lo + 160], lo
+        shown_text, shift = text[lo : lo + 160], lo
     else:
-        shown, shift = text, 0
+        shown_text, shift = text, 0
     start = span.column - 1 - shift
-    width = (span.end_column - span.column) if span.end_line == span.line else len(shown) - start
-    width = max(1, min(width, max(1, len(shown) - start)))
-    return [f"  {shown}", "  " + " " * start + "^" + "~" * (width - 1)]
+    width = (span.end_column - span.column) if span.end_line == span.line else len(shown_text) - start
+    width = max(1, min(width, max(1, len(shown_text) - start)))
+    return [f"  {shown_text}", "  " + " " * start + "^" + "~" * (width - 1)]

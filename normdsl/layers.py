@@ -341,8 +341,21 @@ def split_problem(channels: list[int], groups: int) -> Problem:
     return Problem(f"{listed} channels cannot be split into {groups} groups", hint)
 
 
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+def _divisors(n: int, shown: int = 24) -> str:
+    """n's divisors in order, found in O(√n); beyond ``shown`` of them, the smallest and largest."""
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    found = small + large[::-1]
+    if len(found) <= shown:
+        return ", ".join(map(str, found))
+    half = shown // 2
+    return f"{', '.join(map(str, found[:half]))}, … ({len(found) - 2 * half} more), {', '.join(map(str, found[-half:]))}"
 
 
 # ---- the registry ----------------------------------------------------------------------------

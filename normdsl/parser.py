@@ -13,8 +13,10 @@ import re
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark import __version__ as lark_version
@@ -43,6 +45,7 @@ from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import DEFAULT_LIMITS, Limits
 
 _OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True, "maybe_placeholders": False}
+_HOOKS: dict[str, Any] = {}  # set below: the tree class and lexer callback that count a parse's work
 
 
 @functools.cache
@@ -56,7 +59,7 @@ def _lark() -> Lark:
     cached = _read_cache(folder / f"parser-{key[:16]}.json", key) if folder else None
     if cached is not None:
         return cached
-    parser = Lark(grammar, **_OPTIONS)
+    parser = Lark(grammar, **_OPTIONS, **_HOOKS)
     if folder is not None:
         _write_cache(folder, f"parser-{key[:16]}.json", key, parser)
     return parser
@@ -101,7 +104,7 @@ def _read_cache(path: Path, key: str) -> Lark | None:
             cached = json.loads(f.read(_MAX_CACHE_BYTES), object_hook=_int_keys)
         if cached.get("key") != key:
             return None
-        parser: Lark = Lark._load_from_dict(cached["data"], cached["memo"])  # type: ignore[no-untyped-call]
+        parser: Lark = Lark._load_from_dict(cached["data"], cached["memo"], **_HOOKS)  # type: ignore[no-untyped-call]
         return parser
     except Exception:  # a damaged or foreign cache is ignored: the parser is built instead
         return None
@@ -134,15 +137,94 @@ def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
 
 def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMITS) -> Spec:
     """Parse spec text into a :class:`Spec`; raise :class:`SpecError` with positioned diagnostics."""
-    with paused_gc():
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes the spec's text as a str, got {type(text).__name__}")
+    if not isinstance(filename, str):
+        raise TypeError(f"parse(filename=...) must be a str, got {type(filename).__name__}")
+    if not isinstance(limits, Limits):
+        raise TypeError(f"parse(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
+    with paused_gc(), _budget(limits):
         try:
             tree = _lark().parse(text)
         except UnexpectedInput as exc:
             raise SpecError([_syntax_diagnostic(exc, text)], text, filename) from None
+        except _TooLarge as exc:
+            diagnostic = Diagnostic("error", exc.message, Span.at(text, exc.offset), exc.hint)
+            raise SpecError([diagnostic], text, filename) from None
         _check_nesting(tree, text, filename, limits.max_nesting)
-        spec = _ToAst().transform(tree)
+        translate = _ToAst()
+        spec = translate.transform(tree)
+        if translate.problems:
+            raise SpecError(translate.problems, text, filename)
     assert isinstance(spec, Spec)
     return dataclasses.replace(spec, filename=filename, source=text)
+
+
+# ---- bounded work: a huge spec stops while it is being parsed ----------------------------------
+
+
+class _TooLarge(Exception):
+    def __init__(self, message: str, offset: int, hint: str):
+        self.message, self.offset, self.hint = message, offset, hint
+
+
+class _Budget(threading.local):
+    """What one parse may build: layers as written, and syntax nodes (trees and numbers)."""
+
+    layers = nodes = 0
+    max_layers = max_nodes = sys.maxsize  # unbounded outside parse() (lark's match_examples)
+
+
+_BUDGET = _Budget()
+_LAYER_RULES = frozenset({"bare_layer", "call_layer", "width_layer", "width_call_layer"})
+
+
+@contextlib.contextmanager
+def _budget(limits: Limits) -> Iterator[None]:
+    saved = (_BUDGET.layers, _BUDGET.nodes, _BUDGET.max_layers, _BUDGET.max_nodes)
+    _BUDGET.layers = _BUDGET.nodes = 0
+    _BUDGET.max_layers, _BUDGET.max_nodes = limits.max_layers, limits.max_nodes
+    try:
+        yield
+    finally:
+        _BUDGET.layers, _BUDGET.nodes, _BUDGET.max_layers, _BUDGET.max_nodes = saved
+
+
+def _spend(rule: str, offset: int) -> None:
+    budget = _BUDGET
+    budget.nodes += 1
+    if budget.nodes > budget.max_nodes:
+        raise _TooLarge(
+            f"the spec is too large: more than {budget.max_nodes:,} syntax nodes (names, numbers, arguments)",
+            offset,
+            "split it, or use repetitions and blocks instead of writing everything out",
+        )
+    if rule in _LAYER_RULES:
+        budget.layers += 1
+        if budget.layers > budget.max_layers:
+            raise _TooLarge(
+                f"the spec writes more than {budget.max_layers:,} layers, the limit of layers in a model",
+                offset,
+                "use repetitions and blocks instead of writing every layer out",
+            )
+
+
+class _CountedTree(Tree[Token]):
+    """lark's Tree, counted against the parse's budget as the parser builds it."""
+
+    def __init__(self, data: str, children: list[Any], meta: Any = None):
+        if not data.startswith("_"):  # lark's helper trees for repetitions (spliced into their parent) are free
+            first = children[0] if children else None
+            _spend(data, (first.start_pos or 0) if isinstance(first, Token) else 0)
+        super().__init__(data, children, meta)
+
+
+def _count_number(token: Token) -> Token:
+    _spend("INT", token.start_pos or 0)
+    return token
+
+
+_HOOKS.update(tree_class=_CountedTree, lexer_callbacks={"INT": _count_number})
 
 
 @contextlib.contextmanager
@@ -164,6 +246,8 @@ def _span(meta: object) -> Span:
 
 
 _SIZED = re.compile(r"([A-Za-z_]+)([0-9]+)")
+_MAX_DIGITS = 30
+_HUGE: int = 10**_MAX_DIGITS  # stands for a number too large to convert, after reporting it
 
 
 class _ToAst:
@@ -171,6 +255,20 @@ class _ToAst:
     span) and its children already translated. A rule without a method is an internal error, not
     a stray Tree. (A plain walk: lark's Transformer with v_args(meta=True) wraps every call and
     cost a third of the parse time.)"""
+
+    def __init__(self) -> None:
+        self.problems: list[Diagnostic] = []
+
+    def number(self, token: Token, digits: str | None = None) -> int:
+        """The integer a token (or the ``digits`` in it) writes; one of more than 30 digits, beyond
+        every limit, is reported at the token (Python refuses to convert more than 4,300)."""
+        text = str(token) if digits is None else digits
+        if len(text.lstrip("-")) > _MAX_DIGITS:
+            message = f"a number of {len(text.lstrip('-')):,} digits is too large"
+            self.problems.append(Diagnostic("error", message, _span(token), "no count, width or size needs that"))
+            return _HUGE
+        value: int = int(text)
+        return value
 
     def transform(self, tree: Tree[Token]) -> object:
         children = [self.transform(c) if isinstance(c, Tree) else c for c in tree.children]
@@ -186,7 +284,7 @@ class _ToAst:
         return Spec(body=body, inputs=inputs, blocks=blocks)  # type: ignore[arg-type]
 
     def input_decl(self, meta: object, children: list[Token]) -> InputDecl:
-        return InputDecl(tuple(int(t) for t in children[1:]), _span(meta))
+        return InputDecl(tuple(self.number(t) for t in children[1:]), _span(meta))
 
     def block_def(self, meta: object, children: list[object]) -> BlockDef:
         head, *params, body = children
@@ -230,22 +328,27 @@ class _ToAst:
         return Concat(tuple(children[1:]), _span(meta))  # type: ignore[arg-type]
 
     def bare_layer(self, meta: object, children: list[Token]) -> Layer:
-        return _layer(children[0], str(children[0]), None, (), meta)
+        return self.layer(children[0], str(children[0]), None, (), meta)
 
     def call_layer(self, meta: object, children: list[object]) -> Layer:
         name = children[0]
         assert isinstance(name, Token)
-        return _layer(name, str(name)[:-1], None, tuple(children[1:]), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], None, tuple(children[1:]), meta)  # type: ignore[arg-type]
 
     def width_layer(self, meta: object, children: list[object]) -> Layer:
         name, width = children
         assert isinstance(name, Token)
-        return _layer(name, str(name)[:-1], width, (), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], width, (), meta)  # type: ignore[arg-type]
 
     def width_call_layer(self, meta: object, children: list[object]) -> Layer:
         name, width, _close, *args = children
         assert isinstance(name, Token)
-        return _layer(name, str(name)[:-1], width, tuple(args), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], width, tuple(args), meta)  # type: ignore[arg-type]
+
+    def layer(self, token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], meta: object) -> Layer:
+        sized = _SIZED.fullmatch(name) if width is None else None
+        kind, width = (sized[1], self.number(token, sized[2])) if sized else (name, width)
+        return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
     def kwarg(self, meta: object, children: list[object]) -> Arg:
         key, value = children
@@ -255,7 +358,7 @@ class _ToAst:
         return Arg(None, children[0], _span(meta))
 
     def integer(self, meta: object, children: list[Token]) -> int:
-        return int(children[0])
+        return self.number(children[0])
 
     def real(self, meta: object, children: list[Token]) -> float:
         return float(children[0])
@@ -272,7 +375,7 @@ class _ToAst:
         return tuple(children)
 
     def num(self, meta: object, children: list[Token]) -> int:
-        return int(children[0])
+        return self.number(children[0])
 
     def ref(self, meta: object, children: list[Token]) -> Ref:
         return Ref(str(children[0]), _span(meta))
@@ -294,12 +397,6 @@ def _name_span(token: Token, length: int) -> Span:
     line, column, start = token.line, token.column, token.start_pos
     assert line is not None and column is not None and start is not None
     return Span(line, column, line, column + length, start, start + length)
-
-
-def _layer(token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], meta: object) -> Layer:
-    sized = _SIZED.fullmatch(name) if width is None else None
-    kind, width = (sized[1], int(sized[2])) if sized else (name, width)
-    return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
 
 def _check_nesting(tree: Tree[Token], text: str, filename: str, max_nesting: int) -> None:
