@@ -10,6 +10,7 @@ made by :func:`safe_text`, in comments and docstrings."""
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
 from dataclasses import dataclass
@@ -191,9 +192,10 @@ class _Where:
     depth: int = 1
     loops: int = 0
     external: str | None = None
+    indent: int = 1  # levels of four spaces the statements stand at
 
     def inner(self, *, loop: bool = False) -> _Where:
-        return _Where(self.scope, self.depth + 1, self.loops + loop, self.external)
+        return _Where(self.scope, self.depth + 1, self.loops + loop, self.external, self.indent + loop)
 
 
 class _Builder:
@@ -219,7 +221,8 @@ class _Builder:
     def function(self, block: BlockDef) -> Function:
         scope = {p.name: self.names.param(block.name, p.name) for p in block.params}
         defaults = [
-            scope[p.name] + ("" if p.default is None else f"={self.value(p.default, {})!r}") for p in block.params
+            scope[p.name] + ("" if p.default is None else f"={literal(self.value(p.default, {}))}")
+            for p in block.params
         ]
         external = block.name if block.name in self.replaced else None
         body = self.seq((block.body,), "x", "x", _Where(scope, external=external))
@@ -228,7 +231,7 @@ class _Builder:
         else:
             head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
             comment = _comment(f"{self.file}:{block.span.line}:{block.span.column}", f"block {head}")
-        signature = PyCode(", ".join(["x", *defaults]))
+        signature = PyCode(", ".join(["x", *defaults]))  # (black would split a def longer than a line: rare)
         return Function(self.names.function(block.name), signature, comment, (*body, _RETURN))
 
     # ---- statements --------------------------------------------------------------------------
@@ -252,13 +255,14 @@ class _Builder:
             case Repeat() if where.loops >= MAX_LOOPS:  # a local function starts a new count of nested blocks
                 self.helpers += 1
                 helper = f"repeat_{self.helpers}"
-                body = self.node(node, "x", "x", _Where(where.scope, where.depth, 0, where.external))
+                body = self.node(node, "x", "x", _Where(where.scope, where.depth, 0, where.external, where.indent + 1))
                 define = Statement(PyCode(f"def {helper}(x):"), body=(*body, _RETURN))
-                return [define, Statement(PyCode(f"{dst} = {helper}({src})"))]
+                return [define, Statement(_formatted(f"{dst} = {helper}({src})", where.indent))]
             case Repeat():
                 first = [] if src == dst else [Statement(PyCode(f"{dst} = {src}"))]
                 loop = self.seq(node.body, dst, dst, where.inner(loop=True))
-                return [*first, Statement(PyCode(f"for _ in range({self.expr(node.count, where.scope)}):"), body=loop)]
+                head = _formatted(f"for _ in range({self.expr(node.count, where.scope)}):", where.indent)
+                return [*first, Statement(head, body=loop)]
             case Residual():
                 suffix = "" if where.depth == 1 else f"_{where.depth}"
                 shortcut, y = f"shortcut{suffix}", f"y{suffix}"
@@ -311,13 +315,14 @@ class _Builder:
         else:
             source, place = self.network.source, f"{self.file}:{node.span.line}:{node.span.column}"
         comment = _comment(place, text or one_line(source[node.span.start : node.span.end]))
-        trailing = 4 * where.depth + len(code) + 2 + len(f"# {comment}") <= LINE_LENGTH
-        return Statement(PyCode(code), comment, trailing)
+        formatted = _formatted(code, where.indent)
+        trailing = "\n" not in formatted and 4 * where.indent + len(code) + 4 + len(comment) <= LINE_LENGTH
+        return Statement(formatted, comment, trailing)
 
     # ---- values ------------------------------------------------------------------------------
 
     def code(self, arg: Arg, scope: dict[str, PyCode]) -> str:
-        return repr(self.value(arg.value, scope))
+        return literal(self.value(arg.value, scope))
 
     def value(self, value: Value, scope: dict[str, PyCode]) -> object:
         """A concrete value as itself; a parameter or arithmetic on parameters as Code."""
@@ -327,11 +332,7 @@ class _Builder:
             return Code(self.expr(value, scope))
         if isinstance(value, tuple):
             items = [self.value(v, scope) for v in value]
-            return (
-                Code("(" + ", ".join(repr(v) for v in items) + ")")
-                if any(isinstance(v, Code) for v in items)
-                else tuple(items)
-            )
+            return Code(literal(tuple(items))) if any(isinstance(v, Code) for v in items) else tuple(items)
         return value
 
     def expr(self, expr: Expr, scope: dict[str, PyCode]) -> str:
@@ -357,5 +358,32 @@ _RETURN = Statement(PyCode("return x"))
 
 
 def _call_code(call: KerasCall) -> str:
-    args = [repr(a) for a in call.args] + [f"{key}={value!r}" for key, value in call.kwargs]
+    args = [literal(a) for a in call.args] + [f"{key}={literal(value)}" for key, value in call.kwargs]
     return f"layers.{call.kind.keras_class}({', '.join(args)})"
+
+
+def literal(value: object) -> str:
+    """A validated value as Python source, as black writes it (strings in double quotes); a
+    parameter expression (Code) as itself."""
+    if isinstance(value, Code):
+        return str(value)
+    if isinstance(value, str):
+        return f'"{value}"' if value.isprintable() and not set(value) & {'"', "\\"} else repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    raise TypeError(f"no Python literal for {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(code: str, indent: int) -> PyCode:
+    """A statement as black writes it at ``indent`` levels: as it is when it fits the line, else
+    split by black (once per distinct statement: formatting the whole module is what made large
+    specs slow to build)."""
+    if 4 * indent + len(code) <= LINE_LENGTH:
+        return PyCode(code)
+    import black  # slow to import: only when a statement needs it
+
+    mode = black.Mode(line_length=max(LINE_LENGTH - 4 * indent, 1))
+    return PyCode(black.format_str(code, mode=mode).rstrip("\n"))

@@ -99,6 +99,10 @@ SYNTAX: tuple[type[ast.AST], ...] = (
 )  # fmt: skip
 
 
+# Nodes that hold nothing to judge (their parents are judged): skipped, with what is below them.
+_LEAVES = (ast.Constant, ast.Load, ast.Store, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+
+
 def unexpected_code(code: str, *, module: bool = True) -> list[str]:
     """Everything in generated code beyond what the templates need (empty: all is as expected).
 
@@ -114,7 +118,7 @@ def unexpected_code(code: str, *, module: bool = True) -> list[str]:
         return [f"declares the encoding {encoding!r}; generated code is UTF-8"]
     try:
         tree = ast.parse(data)
-        compile(data, "<generated>", "exec", dont_inherit=True)
+        compile(tree, "<generated>", "exec", dont_inherit=True)  # what only the compiler sees: def f(x, x)
     except (SyntaxError, ValueError) as exc:
         return [f"does not compile: {exc}"]
     return _Check(tree, module).found
@@ -123,11 +127,14 @@ def unexpected_code(code: str, *, module: bool = True) -> list[str]:
 class _Check:
     def __init__(self, tree: ast.Module, module: bool):
         self.found: list[str] = []
-        self.parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         if module:
             self.top_level(tree)
-        for node in ast.walk(tree):
-            self.node(node)
+        stack: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]  # one pass, each node with its parent
+        while stack:
+            node, parent = stack.pop()
+            if not isinstance(node, _LEAVES):
+                self.node(node, parent)
+                stack.extend((child, node) for child in ast.iter_child_nodes(node))
 
     def problem(self, node: ast.AST, what: str) -> None:
         self.found.append(f"line {getattr(node, 'lineno', '?')}: {what}")
@@ -140,7 +147,7 @@ class _Check:
             if not (docstring or constant or main or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)):
                 self.problem(node, f"unexpected statement at the top level: {ast.unparse(node)[:80]}")
 
-    def node(self, node: ast.AST) -> None:
+    def node(self, node: ast.AST, parent: ast.AST | None) -> None:
         if not isinstance(node, SYNTAX):
             self.problem(node, f"unexpected syntax: {type(node).__name__}")
         match node:
@@ -164,7 +171,7 @@ class _Check:
             case ast.Call(func=func):
                 self.call(node, func)
         if isinstance(node, ast.Attribute | ast.Name) and not isinstance(node.ctx, ast.Store):
-            self.module_use(node)
+            self.module_use(node, parent)
 
     def imported(self, node: ast.AST, module: str, name: str | None, asname: str | None) -> None:
         if (module, name, asname) not in IMPORTS:
@@ -184,13 +191,12 @@ class _Check:
         elif not isinstance(func, ast.Call):  # layers.Conv2D(...)(x): a layer applied
             self.problem(node, f"call of {type(func).__name__}")
 
-    def module_use(self, node: ast.Attribute | ast.Name) -> None:
+    def module_use(self, node: ast.Attribute | ast.Name, parent: ast.AST | None) -> None:
         """A library module may only be named at the start of an allowed call or value: never
         bound to a variable, passed along, or read for another attribute."""
         path = _dotted(node)
         if path is None or path.split(".")[0] not in MODULES:
             return
-        parent = self.parents.get(node)
         if isinstance(parent, ast.Attribute):
             return  # part of a longer path, judged there
         if isinstance(parent, ast.Call) and parent.func is node:

@@ -42,12 +42,10 @@ def bottleneck(x, f, s=1):
     y = layers.Conv2D(f, 1, padding="valid", strides=s)(x)
     y = norm(y)  # resnet50.nd:6:49  norm
     y = layers.Activation("relu")(y)  # resnet50.nd:6:54  relu
-    # resnet50.nd:6:60  conv{f}(pad=same)
-    y = layers.Conv2D(f, 3, padding="same")(y)
+    y = layers.Conv2D(f, 3, padding="same")(y)  # resnet50.nd:6:60  conv{f}(pad=same)
     y = norm(y)  # resnet50.nd:6:78  norm
     y = layers.Activation("relu")(y)  # resnet50.nd:6:83  relu
-    # resnet50.nd:6:89  conv{4*f}(k=1)
-    y = layers.Conv2D(4 * f, 1, padding="valid")(y)
+    y = layers.Conv2D(4 * f, 1, padding="valid")(y)  # resnet50.nd:6:89  conv{4*f}(k=1)
     y = norm(y)  # resnet50.nd:6:104  norm
     x = layers.Add()([shortcut, y])  # resnet50.nd:6:27  res
     x = layers.Activation("relu")(x)  # resnet50.nd:7:66  relu
@@ -59,12 +57,10 @@ def identity(x, f):
     y = layers.Conv2D(f, 1, padding="valid")(x)  # resnet50.nd:8:24  conv{f}(k=1)
     y = norm(y)  # resnet50.nd:8:37  norm
     y = layers.Activation("relu")(y)  # resnet50.nd:8:42  relu
-    # resnet50.nd:8:48  conv{f}(pad=same)
-    y = layers.Conv2D(f, 3, padding="same")(y)
+    y = layers.Conv2D(f, 3, padding="same")(y)  # resnet50.nd:8:48  conv{f}(pad=same)
     y = norm(y)  # resnet50.nd:8:66  norm
     y = layers.Activation("relu")(y)  # resnet50.nd:8:71  relu
-    # resnet50.nd:8:77  conv{4*f}(k=1)
-    y = layers.Conv2D(4 * f, 1, padding="valid")(y)
+    y = layers.Conv2D(4 * f, 1, padding="valid")(y)  # resnet50.nd:8:77  conv{4*f}(k=1)
     y = norm(y)  # resnet50.nd:8:92  norm
     x = layers.Add()([x, y])  # resnet50.nd:8:20  res
     x = layers.Activation("relu")(x)  # resnet50.nd:8:98  relu

@@ -65,9 +65,8 @@ def strategy_for(name, cpu_replicas):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
-        return (
-            tf.distribute.MultiWorkerMirroredStrategy()
-        )  # configured by the TF_CONFIG environment variable
+        # configured by the TF_CONFIG environment variable
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -120,10 +119,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32, help="per replica")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     parser.add_argument(
-        "--out", default="runs/groupnorm", help="where checkpoints and the history go"
+        "--out",
+        default="runs/groupnorm",
+        help="where checkpoints and the history go",
     )
     parser.add_argument(
-        "--strategy", choices=["default", "mirrored", "multiworker"], default="default"
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
     )
     parser.add_argument(
         "--cpu-replicas",
