@@ -15,6 +15,7 @@ from normdsl import summary
 from normdsl.check import Network, check
 from normdsl.diagnostics import RenderError, SpecError, render_all, shown
 from normdsl.layers import Shape
+from normdsl.limits import DEFAULT_LIMITS
 from normdsl.parser import parse
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
@@ -92,8 +93,10 @@ def _shape(text: str) -> Shape:
         raise argparse.ArgumentTypeError(
             f"expected positive integers separated by commas, e.g. 32,32,3; got {text!r}"
         ) from None
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"dimensions must be positive, got {text!r}")
+    if not shape or min(shape) < 1 or max(shape) > DEFAULT_LIMITS.max_dim:
+        raise argparse.ArgumentTypeError(
+            f"dimensions must be from 1 to {DEFAULT_LIMITS.max_dim:,}, got {shown(text)[:80]!r}"
+        )
     return shape
 
 

@@ -122,6 +122,7 @@ def _int_keys(d: dict[str, object]) -> dict[object, object]:
 def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
     """Write the tables to a private temporary file in the folder and rename it into place."""
     data, memo = parser.memo_serialize([TerminalDef, Rule])
+    data["options"] = {k: v for k, v in data["options"].items() if k not in _HOOKS}  # functions: given on load
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parser-", suffix=".tmp")  # mode 0600
         try:

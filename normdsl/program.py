@@ -171,6 +171,8 @@ class Namespace:
 def _fresh(name: str, taken: set[str]) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a spec identifier (letters, digits and _, not starting with a digit)")
+    if name.startswith("_"):  # generated names never start with _ (the safety check refuses _ names: __import__)
+        name = "u" + name
     while _reserved(name) or name in taken:
         name += "_"
     taken.add(name)
