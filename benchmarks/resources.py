@@ -1,0 +1,85 @@
+"""Time and peak memory of hostile and huge inputs, each in a fresh process: the README's resource table.
+
+    python benchmarks/resources.py            # prints a Markdown table
+
+Each row is one input of the security issue's denial-of-service items, handled by the public API
+(or the CLI) as a user would; the process prints the first line of what it answered.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES: list[tuple[str, str]] = [  # (what, Python code that makes `text` and handles it)
+    ("`input(1, 1, 1000000000000) gn(7)` (33 bytes)", 'check("input(1, 1, 1000000000000) gn(7)")'),
+    ("`dwconv(k=1, mult=100000000000) gn(7)`", 'check("input(8, 8, 3) dwconv(k=1, mult=100000000000) gn(7)")'),
+    ("`input(4, 4, 2147483629) gn(7)` (divisors of a prime)", 'check("input(4, 4, 2147483629) gn(7)")'),
+    (
+        "40 blocks, each 30 nested groups around the last (2.9 KB)",
+        'check("\\n".join(["let b0 = relu"] + [f"let b{i} = " + "(" * 30 + f"b{i-1}" + ")" * 30 '
+        'for i in range(1, 40)] + ["input(8, 8, 4) b39"]))',
+    ),
+    ("`bn` × 10,000 (10,000 warnings)", 'check("input(8, 8, 4) " + "bn " * 10_000)'),
+    ("`bn` × 20,000", 'check("input(8, 8, 4) " + "bn " * 20_000)'),
+    ("`foo` × 20,000 (20,000 errors)", 'check("input(8, 8, 4) " + "foo " * 20_000)'),
+    ("10 MB of `a⏎`", 'check("a\\n" * 5_000_000)'),
+    ("5 MB of `relu `", 'check("relu " * 1_000_000)'),
+    ("`input(1, 1, 1, …)`, 3,000,000 numbers (9 MB)", 'check("input(" + "1, " * 3_000_000 + "1)")'),
+    ("a 5,000-digit width `conv999…`", 'check("conv" + "9" * 5000)'),
+    ("100,000 layers `conv8(pad=same) relu` ×50,000: check", 'check("input(32, 32, 3) " + "conv8(pad=same) relu " * 50_000)'),
+    (
+        "the same 100,000 layers: check + render (build)",
+        'render(check("input(32, 32, 3) " + "conv8(pad=same) relu " * 50_000))',
+    ),
+    ("the same 100,000 layers: summary", 'summary(check("input(32, 32, 3) " + "conv8(pad=same) relu " * 50_000))'),
+    (
+        "100,000 layers with 3 arguments each: check",
+        'check("input(32, 32, 3) " + "conv8(k=1, s=1, pad=same) " * 100_000)',
+    ),
+]
+
+DRIVER = """
+import time
+import normdsl
+from normdsl.summary import text as summary
+
+def check(text):
+    return normdsl.check(text)
+
+def render(network):
+    return normdsl.render(network)
+
+start = time.perf_counter()
+try:
+    result = {code}
+    answer = "ok"
+except normdsl.SpecError as error:
+    answer = str(error).splitlines()[0].split(": error: ", 1)[-1]
+elapsed = time.perf_counter() - start
+peak = [int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(f"{{elapsed:.2f}}\\t{{peak}}\\t{{answer[:90]}}")
+"""
+
+
+def main() -> None:
+    print("| input | time | peak memory | answer |")
+    print("|---|---|---|---|")
+    for what, code in CASES:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-c", DRIVER.format(code=code)], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+        if result.returncode != 0:
+            print(f"| {what} | failed after {time.perf_counter() - started:.1f} s | | {result.stderr[-200:]!r} |")
+            continue
+        seconds, megabytes, answer = result.stdout.strip().splitlines()[-1].split("\t")
+        print(f"| {what} | {seconds} s | {megabytes} MB | {answer} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
