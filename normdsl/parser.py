@@ -144,9 +144,10 @@ def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMIT
         raise TypeError(f"parse(filename=...) must be a str, got {type(filename).__name__}")
     if not isinstance(limits, Limits):
         raise TypeError(f"parse(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
-    with paused_gc(), _budget(limits):
+    with paused_gc():
         try:
-            tree = _lark().parse(text)
+            with _budget(limits):  # (not around the error's hint: match_examples parses again)
+                tree = _lark().parse(text)
         except UnexpectedInput as exc:
             raise SpecError([_syntax_diagnostic(exc, text)], text, filename) from None
         except _TooLarge as exc:
@@ -154,7 +155,11 @@ def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMIT
             raise SpecError([diagnostic], text, filename) from None
         _check_nesting(tree, text, filename, limits.max_nesting)
         translate = _ToAst()
-        spec = translate.transform(tree)
+        try:
+            spec = translate.transform(tree)
+        except RecursionError:  # a safety net: _check_nesting bounds the depth of the walk
+            message = "the spec is nested too deeply to read"
+            raise SpecError([Diagnostic("error", message, Span.at(text, 0), "flatten it")], text, filename) from None
         if translate.problems:
             raise SpecError(translate.problems, text, filename)
     assert isinstance(spec, Spec)
