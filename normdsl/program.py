@@ -112,7 +112,7 @@ def _safe_char(c: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    code: PyCode  # one line of Python: x = layers.Conv2D(32, 3, padding="valid")(x), or for _ in range(3):
+    code: PyCode  # a statement (black-split when longer than a line): x = layers.Conv2D(32, 3)(x), for _ in range(3):
     comment: SafeText = NO_COMMENT  # where it comes from in the spec: groupnorm.nd:4:23  gn(16)
     trailing: bool = False  # the comment ends the line (it fits black's 88 columns); else it stands above
     body: tuple[Statement, ...] = ()  # the body of a for loop or a local def
