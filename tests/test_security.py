@@ -530,3 +530,28 @@ def test_file_names_with_escape_sequences_are_shown_escaped() -> None:
 def test_api_misuse_names_the_argument(call: Any, error: type[Exception], names: str) -> None:
     with pytest.raises(error, match=names.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+@pytest.mark.parametrize("template", ["model", "train", "notebook"])
+def test_every_name_a_template_defines_or_reads_is_reserved(template: str) -> None:
+    """TEMPLATE_NAMES is kept by hand: this fails when a template starts to use a name it lacks."""
+    from normdsl.program import TEMPLATE_NAMES
+
+    out = normdsl.render("norm = bn\nlet b(f) = (conv{f} norm)\ninput(8, 8, 3) b(4) relu", template)
+    if template == "notebook":
+        cells = json.loads(out)["cells"]
+        out = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = out
+    tree = ast.parse(code)
+    top = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    top |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    top |= {
+        (a.asname or a.name).split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for a in node.names
+    }
+    build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model")
+    top |= {n.id for n in ast.walk(build) if isinstance(n, ast.Name)} | {a.arg for a in build.args.args}
+    spec_names = {"b", "norm", "f"}  # the spec's own blocks and parameter
+    assert top - spec_names - {"_"} <= TEMPLATE_NAMES, sorted(top - spec_names - TEMPLATE_NAMES)
