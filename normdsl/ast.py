@@ -32,8 +32,15 @@ class BinOp:
     span: Span
 
 
+class Word(str):
+    """A bare word as written: ``same``, ``relu``, or a block parameter's name (``s=s``), which it
+    then stands for. A quoted string (``name="f"``) is a plain ``str`` and stands for itself."""
+
+    __slots__ = ()
+
+
 Expr = int | Ref | BinOp
-# Argument values: bare words and quoted strings are both ``str``; ``true``/``false`` are bools.
+# Argument values: a bare word is a Word, a quoted string a str; ``true``/``false`` are bools.
 Value = int | float | bool | str | tuple["Value", ...] | Ref | BinOp
 
 
@@ -174,6 +181,8 @@ _NODE_TYPES: dict[str, type] = {
 
 
 def _encode(obj: Any) -> Any:
+    if isinstance(obj, Word):
+        return {"type": "Word", "word": str(obj)}
     if type(obj).__name__ in _NODE_TYPES:
         out: dict[str, Any] = {"type": type(obj).__name__}
         out.update({f.name: _encode(getattr(obj, f.name)) for f in fields(obj)})
@@ -328,6 +337,8 @@ class _Decoder:
     def value(self, data: object, where: str, depth: int) -> Value:
         if isinstance(data, bool | int | float | str) and not (isinstance(data, float) and data != data):
             return data
+        if isinstance(data, dict) and data.get("type") == "Word":
+            return Word(self.name(self.obj(data, where, "Word", ("word",))["word"], f"{where}.word"))
         if isinstance(data, list):
             depth = self.depth(where, depth)
             return tuple(self.value(v, f"{where}[{i}]", depth) for i, v in enumerate(data))

@@ -207,7 +207,9 @@ class _Checker:
             if override is not None or decl is None:
                 raise ValueError(f"input shape must be one or more positive integers, got {shape}")
             hint = f"e.g. input(224, 224, 3) or input(784); each dimension at most {self.limits.max_dim:,}"
-            self.error(f"input dimensions must be from 1 to {self.limits.max_dim:,}, got {_shown(shape)}", decl.span, hint)
+            self.error(
+                f"input dimensions must be from 1 to {self.limits.max_dim:,}, got {_shown(shape)}", decl.span, hint
+            )
             return None
         self.input_shape: Shape = shape
         return shape

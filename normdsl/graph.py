@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value
+from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
 from normdsl.limits import Limits
 
@@ -297,7 +297,7 @@ class Expander:
 
     def value(self, value: Value, env: dict[str, Value], stack: tuple[Use, ...]) -> Value | None:
         """The value with parameters substituted, or None after reporting why it has none."""
-        if isinstance(value, str):
+        if isinstance(value, Word):
             return env.get(value, value)  # a bare word naming a parameter is that parameter: s=s
         if isinstance(value, tuple):
             items = tuple(self.value(v, env, stack) for v in value)

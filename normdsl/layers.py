@@ -355,7 +355,9 @@ def _divisors(n: int, shown: int = 24) -> str:
     if len(found) <= shown:
         return ", ".join(map(str, found))
     half = shown // 2
-    return f"{', '.join(map(str, found[:half]))}, … ({len(found) - 2 * half} more), {', '.join(map(str, found[-half:]))}"
+    return (
+        f"{', '.join(map(str, found[:half]))}, … ({len(found) - 2 * half} more), {', '.join(map(str, found[-half:]))}"
+    )
 
 
 # ---- the registry ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from normdsl.ast import (
     Residual,
     Spec,
     Value,
+    Word,
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import DEFAULT_LIMITS, Limits
@@ -375,7 +376,7 @@ class _ToAst:
 
     def word(self, meta: object, children: list[Token]) -> Value:
         word = str(children[0])
-        return {"true": True, "false": False}.get(word, word)
+        return {"true": True, "false": False}.get(word, Word(word))
 
     def pair(self, meta: object, children: list[Value]) -> Value:
         return tuple(children)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value
+from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.check import Network
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
@@ -328,7 +328,7 @@ class _Builder:
 
     def value(self, value: Value, scope: dict[str, PyCode]) -> object:
         """A concrete value as itself; a parameter or arithmetic on parameters as Code."""
-        if isinstance(value, str) and value in scope:
+        if isinstance(value, Word) and value in scope:
             return Code(scope[value])
         if isinstance(value, Ref | BinOp):
             return Code(self.expr(value, scope))

@@ -202,3 +202,21 @@ def test_a_valid_call_is_not_reused_for_a_value_that_only_looks_equal() -> None:
 def test_direct_build_names_layers_without_clashing_with_the_specs_names() -> None:
     model = normdsl.build_model('input(8, 8, 3) conv4(name="conv_1") conv4 relu')
     assert [layer.name for layer in model.layers[1:]] == ["conv_1", "conv_1_", "relu_2"]
+
+
+def test_a_quoted_string_is_never_a_parameter_but_a_bare_word_is() -> None:
+    network = normdsl.check('let b(f, s=1) = conv8(name="f", s=s, pad=same)\ninput(8, 8, 3) b(3, s=2)')
+    [conv] = network.layers
+    assert dict(conv.kwargs)["name"] == "f" and dict(conv.kwargs)["strides"] == 2
+    code = normdsl.render(network)
+    assert 'name="f"' in code and "strides=s" in code
+
+
+def test_bare_words_and_quoted_strings_survive_the_json_round_trip() -> None:
+    spec = normdsl.parse('let b(s) = conv8(s=s, pad=same, name="s")\ninput(8, 8, 3) b(2)')
+    back = normdsl.Spec.from_json(spec.to_json())
+    layer = back.blocks[0].body
+    assert isinstance(layer, normdsl.ast.Layer)
+    kinds = [type(a.value).__name__ for a in layer.args]
+    assert kinds == ["Word", "Word", "str"]
+    assert normdsl.check(back).layers[0].output_shape == (4, 4, 8)
