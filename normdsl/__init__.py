@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from normdsl._version import __version__
 from normdsl.ast import Spec, expand
-from normdsl.check import NetLayer, Network, check
+from normdsl.check import check
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import Limits
+from normdsl.network import NetLayer, Network
 from normdsl.parser import parse
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "Span",
     "Spec",
     "SpecError",
+    "__version__",
     "build_model",
     "check",
     "expand",

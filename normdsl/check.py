@@ -7,9 +7,8 @@ diagnostic, and all of them are raised together.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from normdsl.ast import Arg, BlockDef, Repeat, Spec
@@ -17,76 +16,11 @@ from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
-from normdsl.parser import parse, paused_gc
+from normdsl.network import NetLayer, Network
+from normdsl.parser import parse
+from normdsl.util import paused_gc
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
-
-
-@dataclass(frozen=True, slots=True)
-class NetLayer:
-    """One Keras layer of the checked network: what it is, how it is called, and its static figures."""
-
-    kind: str  # the spec's layer kind (gn), or res / cat for the Add / Concatenate joining paths
-    keras_class: str  # GroupNormalization
-    args: tuple[object, ...]  # positional arguments of the Keras call
-    kwargs: tuple[tuple[str, object], ...]  # keyword arguments of the Keras call, in order
-    inputs: tuple[int, ...]  # the layers it is applied to, by index in Network.layers; -1: the model input
-    input_shape: Shape  # without the batch dimension (the first input's, for Add and Concatenate)
-    output_shape: Shape
-    trainable: int
-    non_trainable: int
-    macs: int  # multiply-accumulates per sample
-    span: Span
-    text: str  # the layer as written, on one line: gn(16)
-    blocks: tuple[str, ...] = ()  # the blocks it sits in, outermost first
-
-    @property
-    def params(self) -> int:
-        return self.trainable + self.non_trainable
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def activations(self) -> int:
-        """Elements of this layer's output per sample."""
-        return math.prod(self.output_shape)
-
-
-@dataclass(frozen=True, slots=True)
-class Network:
-    """The checked model: the templates' whole input, and what the direct builder builds."""
-
-    name: str  # a Python identifier, from the spec file's name
-    filename: str
-    source: str
-    input_shape: Shape
-    layers: tuple[NetLayer, ...]  # in creation order: every layer after the layers it is applied to
-    warnings: tuple[Diagnostic, ...] = ()
-    spec: Spec | None = None  # the spec as written (blocks, repetitions), with the norm in use
-    output: int = -1  # the index of the layer whose output is the model's (-1: the input itself)
-    replaced: tuple[tuple[str, str], ...] = ()  # blocks replaced from outside the spec: (("norm", "gn(32)"),)
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.layers[self.output].output_shape if self.output >= 0 else self.input_shape
-
-    @property
-    def trainable(self) -> int:
-        return sum(layer.trainable for layer in self.layers)
-
-    @property
-    def non_trainable(self) -> int:
-        return sum(layer.non_trainable for layer in self.layers)
-
-    @property
-    def params(self) -> int:
-        return self.trainable + self.non_trainable
-
-    @property
-    def macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
 
 
 def check(
@@ -454,15 +388,3 @@ def _whole(spec: Spec) -> Span:
 def _model_name(filename: str) -> str:
     stem = re.sub(r"\W", "_", Path(filename).stem, flags=re.ASCII).strip("_")
     return stem if stem and not stem[0].isdigit() and filename != "<spec>" else "model"
-
-
-def strategy_warnings(network: Network, strategy: str) -> list[Diagnostic]:
-    """Under a distribution strategy, plain batch norm computes its statistics per replica."""
-    if strategy == "default":
-        return []
-    for layer in network.layers:
-        if layer.keras_class == "BatchNormalization" and dict(layer.kwargs).get("synchronized") is not True:
-            message = f"{layer.text}: under {strategy}, batch normalization computes its statistics on each replica's share of the batch"
-            hint = "bn(sync=true) synchronizes them across replicas (BatchNormalization(synchronized=True))"
-            return [Diagnostic("warning", message, layer.span, hint)]
-    return []

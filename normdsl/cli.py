@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from normdsl import summary
-from normdsl.check import Network, check
+from normdsl.check import check
 from normdsl.diagnostics import RenderError, SpecError, render_all, shown
 from normdsl.layers import Shape
 from normdsl.limits import DEFAULT_LIMITS
+from normdsl.network import Network
 from normdsl.parser import parse
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
@@ -147,8 +148,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from normdsl.check import strategy_warnings
-    from normdsl.emit_source import render, template_suffix
+    from normdsl.emit_source import render, strategy_warnings, template_suffix
     from normdsl.writer import guard, write_text
 
     if args.spec == STDIN and not args.output:
@@ -208,7 +208,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from normdsl import __version__
+    from normdsl._version import __version__
 
     top = argparse.ArgumentParser(
         prog="normdsl", description="Check, summarize and generate Keras models from normdsl specs."

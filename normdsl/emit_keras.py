@@ -6,8 +6,9 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from normdsl.ast import Spec
-from normdsl.check import Network, check
+from normdsl.check import check
 from normdsl.layers import Shape
+from normdsl.network import Network
 
 if TYPE_CHECKING:
     import keras

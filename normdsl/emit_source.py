@@ -11,6 +11,7 @@ black and checked by :mod:`normdsl.safety`.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -18,15 +19,17 @@ import jinja2
 import jinja2.sandbox
 import markupsafe
 
-from normdsl import __version__
 from normdsl._paths import data_dir
+from normdsl._version import __version__
 from normdsl.ast import Spec
-from normdsl.check import Network, check
-from normdsl.diagnostics import RenderError
+from normdsl.check import check
+from normdsl.diagnostics import Diagnostic, RenderError
 from normdsl.layers import Shape
+from normdsl.network import Network
 from normdsl.program import LINE_LENGTH, Function, PyCode, SafeText, Statement, literal, program, safe_text
 from normdsl.safety import unexpected_code
 from normdsl.summary import batch_shape
+from normdsl.util import paused_gc
 from normdsl.writer import MARKER
 
 
@@ -70,6 +73,11 @@ def render(
     """The generated file for a spec: a black-formatted module (NAME.py.j2 templates) or a
     validated Jupyter notebook (NAME.ipynb.j2 templates, cells separated by ``# %%`` lines)."""
     network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm)
+    with paused_gc():  # many small objects, no cycles: a collector pass over a big heap (TensorFlow's) is wasted
+        return _render(network, template, strategy, template_dir)
+
+
+def _render(network: Network, template: str, strategy: str, template_dir: Path | None) -> str:
     suffix = template_suffix(template, template_dir)
     env = _environment(str(template_dir) if template_dir else str(data_dir("templates")))
     try:
@@ -162,7 +170,25 @@ def _environment(folder: str) -> jinja2.Environment:
         finalize=_printable,
     )
     env.filters["text"] = safe_text
+    env.filters["body"] = _body
+    env.filters["markdown"] = _markdown
     return env
+
+
+def _body(code: markupsafe.Markup) -> markupsafe.Markup:
+    """A block's statements indented one level; blank lines stay empty (black's nested def has one
+    before it, which Jinja's indent would fill with spaces or trim away)."""
+    return markupsafe.Markup("\n".join("    " + line if line else line for line in code.rstrip().split("\n")))
+
+
+def _markdown(text: SafeText) -> SafeText:
+    """Spec-derived text in a notebook's markdown cell: markdown's and HTML's special characters
+    backslash-escaped (CommonMark shows them as themselves), so nothing in it is rendered as a tag,
+    a link or emphasis. (Its backslashes are already escaped by safe_text.)"""
+    return SafeText(_MARKDOWN.sub(r"\\\1", text))
+
+
+_MARKDOWN = re.compile(r"([`*_\[\]<>&|#!~])")
 
 
 def _printable(value: object) -> object:
@@ -249,3 +275,15 @@ def totals_line(network: Network) -> str:
         f"{network.params:,} parameters ({network.trainable:,} trainable, {network.non_trainable:,} non-trainable); "
         f"output {batch_shape(network.output_shape)}; {network.macs:,} MACs per sample"
     )
+
+
+def strategy_warnings(network: Network, strategy: str) -> list[Diagnostic]:
+    """Under a distribution strategy, plain batch norm computes its statistics per replica."""
+    if strategy == "default":
+        return []
+    for layer in network.layers:
+        if layer.keras_class == "BatchNormalization" and dict(layer.kwargs).get("synchronized") is not True:
+            message = f"{layer.text}: under {strategy}, batch normalization computes its statistics on each replica's share of the batch"
+            hint = "bn(sync=true) synchronizes them across replicas (BatchNormalization(synchronized=True))"
+            return [Diagnostic("warning", message, layer.span, hint)]
+    return []

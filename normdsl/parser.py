@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from normdsl.ast import (
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import DEFAULT_LIMITS, Limits
+from normdsl.util import paused_gc
 
 _OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True, "maybe_placeholders": False}
 _HOOKS: dict[str, Any] = {}  # set below: the tree class and lexer callback that count a parse's work
@@ -232,19 +232,6 @@ def _count_number(token: Token) -> Token:
 
 
 _HOOKS.update(tree_class=_CountedTree, lexer_callbacks={"INT": _count_number})
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects (trees, AST nodes,
-    layers): its passes over the growing heap cost a third of the time on large specs."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _span(meta: object) -> Span:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import assert_never
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
-from normdsl.check import Network
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
 from normdsl.layers import KINDS, MERGES, Code, KerasCall, coerce, keras_call
+from normdsl.network import Network
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
 MAX_LOOPS = 16  # loops nested in one function; Python refuses more than 20 statically nested blocks
@@ -259,7 +259,8 @@ class _Builder:
                 helper = f"repeat_{self.helpers}"
                 body = self.node(node, "x", "x", _Where(where.scope, where.depth, 0, where.external, where.indent + 1))
                 define = Statement(PyCode(f"def {helper}(x):"), body=(*body, _RETURN))
-                return [define, Statement(_formatted(f"{dst} = {helper}({src})", where.indent))]
+                use = Statement(_formatted(f"{dst} = {helper}({src})", where.indent))
+                return [_BLANK, define, _BLANK, use]  # black's blank lines around a nested def
             case Repeat():
                 first = [] if src == dst else [Statement(PyCode(f"{dst} = {src}"))]
                 loop = self.seq(node.body, dst, dst, where.inner(loop=True))
@@ -357,6 +358,7 @@ def _comment(place: str, text: str) -> SafeText:
 
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
 _RETURN = Statement(PyCode("return x"))
+_BLANK = Statement(PyCode(""))
 
 
 def _call_code(call: KerasCall) -> str:
@@ -388,4 +390,6 @@ def _formatted(code: str, indent: int) -> PyCode:
     import black  # slow to import: only when a statement needs it
 
     mode = black.Mode(line_length=max(LINE_LENGTH - 4 * indent, 1))
+    if code.endswith(":"):  # a for or def header: black needs a body, which is dropped again
+        return PyCode(black.format_str(code + "\n    pass\n", mode=mode).rstrip("\n").rsplit("\n", 1)[0])
     return PyCode(black.format_str(code, mode=mode).rstrip("\n"))

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 
-from normdsl.check import Network
 from normdsl.layers import Shape
+from normdsl.network import Network
 
 BYTES_PER_VALUE = 4  # float32
 

@@ -555,3 +555,19 @@ def test_every_name_a_template_defines_or_reads_is_reserved(template: str) -> No
     top |= {n.id for n in ast.walk(build) if isinstance(n, ast.Name)} | {a.arg for a in build.args.args}
     spec_names = {"b", "norm", "f"}  # the spec's own blocks and parameter
     assert top - spec_names - {"_"} <= TEMPLATE_NAMES, sorted(top - spec_names - TEMPLATE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "let b(n) = relu*{n*1*1*1*1*1*1*1*1*1*1*1*1*1*1*1*1*1}\ninput(10) b(1)",  # a loop header longer than a line
+        "let b(n) = (relu " + "(" * 17 + "relu" + ")*n" * 17 + " relu)\ninput(8, 8, 4) b(1)",  # a local def
+    ],
+)
+def test_long_loop_headers_and_deep_loops_render_as_black_would(text: str) -> None:
+    import black
+
+    for template in ("model", "train"):
+        code = normdsl.render(text, template)
+        assert black.format_str(code, mode=black.Mode()) == code
+    assert normdsl.render(text, "notebook")
