@@ -131,6 +131,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_kinds(args: argparse.Namespace) -> int:
+    from normdsl import reference
+
+    print(reference.as_json() if args.json else reference.as_text())
+    return EXIT_OK
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     print(parse(read_spec(args.spec), filename=spec_name(args.spec)).to_json())
     return EXIT_OK
@@ -228,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     command("check", cmd_check, "validate spec files", many=True)
+    kinds = sub.add_parser("kinds", help="list the layer kinds, their Keras classes and arguments")
+    kinds.add_argument("--json", action="store_true", help="as JSON")
+    kinds.set_defaults(run=cmd_kinds)
     p = command("parse", cmd_parse, "print a spec's syntax tree")
     p.add_argument("--json", action="store_true", help="as JSON (the only format; accepted for clarity)")
     p = command("summary", cmd_summary, "print static shapes, parameter counts, MACs and activation memory")
@@ -277,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TensorFlowMissing, ValueError) as exc:
         print(f"normdsl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (normdsl kinds | head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
     except OSError as exc:
         print(f"normdsl: error: {shown(_os_error(exc, args))}", file=sys.stderr)
         return EXIT_USAGE

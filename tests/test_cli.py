@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, checker_rows, keras_rows
+from conftest import EXAMPLES, ROOT, checker_rows, keras_rows
 
 import normdsl
 from normdsl import cli
@@ -274,3 +274,30 @@ def test_32_concurrent_builds_into_one_folder_write_exactly_the_right_files(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [s.name for s in specs] + [s.with_suffix(".py").name for s in specs]
     )
+
+
+def test_kinds_lists_every_registry_entry_and_the_readme_table_is_generated_from_it() -> None:
+    from normdsl.layers import KINDS
+    from normdsl.reference import markdown_table
+
+    result = subprocess.run(
+        [sys.executable, "-m", "normdsl", "kinds", "--json"], capture_output=True, text=True, check=True, timeout=60
+    )
+    listed = json.loads(result.stdout)
+    assert [k["kind"] for k in listed] == list(KINDS)
+    conv = next(k for k in listed if k["kind"] == "conv")
+    assert conv["keras_class"] == "Conv2D" and {"key": "k", "keras": "kernel_size"}.items() <= conv["params"][0].items()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- kinds:", 1)[1].split("\n", 1)[1].split("\n<!-- /kinds -->", 1)[0]
+    assert table == markdown_table()
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "normdsl", "kinds"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert err == "" and process.returncode in (0, 141)
