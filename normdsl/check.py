@@ -7,8 +7,9 @@ diagnostic, and all of them are raised together.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import replace
+from collections.abc import Mapping
 from pathlib import Path
 
 from normdsl.ast import Arg, BlockDef, Repeat, Spec
@@ -16,7 +17,7 @@ from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
-from normdsl.network import NetLayer, Network
+from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
 from normdsl.util import paused_gc
 
@@ -24,11 +25,17 @@ DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
 
 
 def check(
-    spec: Spec | str, *, input_shape: Shape | None = None, norm: str | None = None, limits: Limits = DEFAULT_LIMITS
+    spec: Spec | str,
+    *,
+    input_shape: Shape | None = None,
+    norm: str | None = None,
+    replace: Mapping[str, str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Network:
     """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems.
 
-    ``norm`` replaces the spec's ``norm`` placeholder everywhere (e.g. ``"gn(32)"``).
+    ``replace`` replaces parameterless blocks everywhere by other layers (``{"norm": "gn(32)"}``, the
+    CLI's ``--set norm=gn(32)``); ``norm="gn(32)"`` is the shorthand for the ``norm`` placeholder.
     """
     if not isinstance(limits, Limits):
         raise TypeError(f"check(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
@@ -36,13 +43,12 @@ def check(
         spec = parse(spec, limits=limits)
     if not isinstance(spec, Spec):
         raise TypeError(f"check() takes a Spec or spec text, got {type(spec).__name__}")
-    if norm is not None and not isinstance(norm, str):
-        raise TypeError(f"check(norm=...) must be spec text such as 'gn(32)', got {type(norm).__name__}")
+    replacements = _replacements(norm, replace)
     if input_shape is not None:
         input_shape = _input_shape(input_shape, limits)
     with paused_gc():
         try:
-            return _Checker(spec, limits).run(input_shape, norm)
+            return _Checker(spec, limits).run(input_shape, replacements)
         except RecursionError:  # a safety net: every walk is bounded by the limits
             message = "the spec is nested too deeply to check"
             raise SpecError(
@@ -98,19 +104,24 @@ class _Checker:
         ordered = sorted(self.diagnostics, key=lambda d: (d.span.start, d.severity))
         return SpecError(ordered, self.spec.source, self.spec.filename)
 
-    def run(self, input_shape: Shape | None, norm: str | None) -> Network:
+    def run(self, input_shape: Shape | None, replacements: dict[str, str]) -> Network:
         shape = self.input(input_shape)
-        blocks, sources = self.blocks(norm)
+        blocks = self.blocks(replacements)
         self.block_names = list(blocks)
         if self.failed():
             raise self.fail()
-        expander = Expander(self.spec, blocks, sources, self.limits, self.error)
+        expander = Expander(self.spec, blocks, replacements, self.limits, self.error)
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
-        if norm is not None and not any(use.block == "norm" for inst in instances for use in inst.stack):
-            hint = "write norm where a normalization goes, and declare its default: norm = bn"
-            self.warn("the spec has no norm placeholder: the norm given changes nothing", _whole(self.spec), hint)
+        used = {use.block for inst in instances for use in inst.stack}
+        for name in replacements.keys() - used:
+            if name == NORM:
+                hint = "write norm where a normalization goes, and declare its default: norm = bn"
+                self.warn("the spec has no norm placeholder: the norm given changes nothing", _whole(self.spec), hint)
+            else:
+                message = f"the spec uses no block '{name}': {flag(name)} changes nothing"
+                self.warn(message, _whole(self.spec), did_you_mean(name, [b.name for b in self.spec.blocks]))
         net, index = self.infer_all(instances, shape)
         self.check_names(net)
         if not self.failed():
@@ -124,9 +135,9 @@ class _Checker:
             input_shape=self.input_shape,
             layers=tuple(net),
             warnings=tuple(self.diagnostics),
-            spec=replace(self.spec, blocks=tuple(blocks.values())),
+            spec=dataclasses.replace(self.spec, blocks=tuple(blocks.values())),
             output=index[len(instances) - 1] if instances else -1,
-            replaced=tuple(sources.items()),
+            replaced=tuple(replacements.items()),
         )
 
     def input(self, override: Shape | None) -> Shape | None:
@@ -148,8 +159,8 @@ class _Checker:
         self.input_shape: Shape = shape
         return shape
 
-    def blocks(self, norm: str | None) -> tuple[dict[str, BlockDef], dict[str, str]]:
-        """The spec's blocks by name (validated), ``norm`` replaced; and the source text of replaced ones."""
+    def blocks(self, replacements: dict[str, str]) -> dict[str, BlockDef]:
+        """The spec's blocks by name (validated), with the replacements made (--set, --norm)."""
         blocks: dict[str, BlockDef] = {}
         for block in self.spec.blocks:
             if block.name in KINDS:
@@ -164,19 +175,18 @@ class _Checker:
                 if names.count(param.name) > 1:
                     self.error(f"parameter '{param.name}' appears twice in block '{block.name}'", param.span)
             blocks.setdefault(block.name, block)
-        if norm is None:
-            return blocks, {}
-        whole = Span.at(norm, 0, len(norm))
-        override = parse(norm, filename="--norm", limits=self.limits)
-        if override.inputs or override.blocks or not override.body:
-            message = "--norm takes layers, e.g. gn(32) or bn(eps=1e-5)"
-            raise SpecError([Diagnostic("error", message, whole)], norm, "--norm")
-        body = override.body[0] if len(override.body) == 1 else Repeat(override.body, 1, whole)
-        old = blocks.get("norm")
-        if old is not None and old.params:
-            self.error("a norm with parameters cannot be replaced by --norm", old.name_span)
-        blocks["norm"] = BlockDef("norm", (), body, whole, whole)
-        return blocks, {"norm": norm}
+        for name, text in replacements.items():
+            option, whole = flag(name), Span.at(text, 0, len(text))
+            override = parse(text, filename=option, limits=self.limits)
+            if override.inputs or override.blocks or not override.body:
+                message = f"{option} takes layers, e.g. gn(32) or bn(eps=1e-5)"
+                raise SpecError([Diagnostic("error", message, whole)], text, option)
+            body = override.body[0] if len(override.body) == 1 else Repeat(override.body, 1, whole)
+            old = blocks.get(name)
+            if old is not None and old.params:
+                self.error(f"a block with parameters cannot be replaced by {option}", old.name_span)
+            blocks[name] = BlockDef(name, (), body, whole, whole)
+        return blocks
 
     def infer_all(self, instances: list[Instance], shape: Shape | None) -> tuple[list[NetLayer], dict[int, int]]:
         """Resolve and infer every instance; return the network's layers and instance → layer indices."""
@@ -218,7 +228,7 @@ class _Checker:
         kind = KINDS.get(inst.kind)
         if kind is None:
             hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
-            if inst.kind == "norm":
+            if inst.kind == NORM:
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
             self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
             return None
@@ -348,6 +358,23 @@ class _Checker:
         if total > self.limits.warn_params:
             hint = f"more than the {self.limits.warn_params:,} expected of a spec"
             self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
+
+
+def _replacements(norm: object, replace: object) -> dict[str, str]:
+    """``norm=`` and ``replace=`` as one mapping of block name → layers (TypeError/ValueError on misuse)."""
+    out: dict[str, str] = {}
+    if replace is not None:
+        if not isinstance(replace, Mapping):
+            raise TypeError(f"check(replace=...) must map block names to layers, got {type(replace).__name__}")
+        out.update(replace)
+    if norm is not None:
+        if NORM in out:
+            raise ValueError("give the norm once: norm=... or replace={'norm': ...}")
+        out[NORM] = norm  # type: ignore[assignment]
+    for name, text in out.items():
+        if not isinstance(name, str) or not name.isidentifier() or not isinstance(text, str):
+            raise TypeError(f"replace= maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}")
+    return out
 
 
 KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model

@@ -101,9 +101,20 @@ def _shape(text: str) -> Shape:
     return shape
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, layers = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected BLOCK=LAYERS, e.g. norm=gn(32); got {shown(text)[:80]!r}")
+    return name.strip(), layers
+
+
 def _network(args: argparse.Namespace, path: str) -> Network:
     name = spec_name(path)
-    network = check(parse(read_spec(path), filename=name), input_shape=args.input, norm=args.norm)
+    replace = dict(args.set or ())
+    if args.norm is not None and "norm" in replace:
+        raise UsageError("give the norm once: --norm LAYERS or --set norm=LAYERS")
+    spec = parse(read_spec(path), filename=name)
+    network = check(spec, input_shape=args.input, norm=args.norm, replace=replace)
     if network.warnings:
         print(render_all(network.warnings, network.source, name), file=sys.stderr)
     return network
@@ -231,6 +242,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("spec", metavar="SPEC")
         p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape, e.g. 32,32,3")
         p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder everywhere, e.g. 'gn(32)'")
+        p.add_argument(
+            "--set",
+            type=_assignment,
+            action="append",
+            metavar="BLOCK=LAYERS",
+            help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
+        )
         p.set_defaults(run=run)
         return p
 

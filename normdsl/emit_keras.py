@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from normdsl.ast import Spec
@@ -30,10 +31,14 @@ def keras_module() -> Any:
 
 
 def build_model(
-    spec: Spec | Network | str, *, input_shape: Shape | None = None, norm: str | None = None
+    spec: Spec | Network | str,
+    *,
+    input_shape: Shape | None = None,
+    norm: str | None = None,
+    replace: Mapping[str, str] | None = None,
 ) -> keras.Model:
     """Build the checked network as a functional ``keras.Model``, layer for layer as the generated code does."""
-    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm)
+    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm, replace=replace)
     return build(network)[0]
 
 

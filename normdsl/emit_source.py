@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -67,12 +68,13 @@ def render(
     *,
     input_shape: Shape | None = None,
     norm: str | None = None,
+    replace: Mapping[str, str] | None = None,
     strategy: str = "default",
     template_dir: Path | None = None,
 ) -> str:
     """The generated file for a spec: a black-formatted module (NAME.py.j2 templates) or a
     validated Jupyter notebook (NAME.ipynb.j2 templates, cells separated by ``# %%`` lines)."""
-    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm)
+    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm, replace=replace)
     with paused_gc():  # many small objects, no cycles: a collector pass over a big heap (TensorFlow's) is wasted
         return _render(network, template, strategy, template_dir)
 

@@ -76,3 +76,11 @@ class Network:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
+
+
+NORM = "norm"  # the normalization placeholder block: --norm X is --set norm=X
+
+
+def flag(name: str) -> str:
+    """How the replacement of block ``name`` is spelled on the command line (messages, generated comments)."""
+    return "--norm" if name == NORM else f"--set {name}"

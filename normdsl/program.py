@@ -21,7 +21,7 @@ from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Re
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
 from normdsl.layers import KINDS, MERGES, Code, KerasCall, coerce, keras_call
-from normdsl.network import Network
+from normdsl.network import Network, flag
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
 MAX_LOOPS = 16  # loops nested in one function; Python refuses more than 20 statically nested blocks
@@ -229,7 +229,7 @@ class _Builder:
         external = block.name if block.name in self.replaced else None
         body = self.seq((block.body,), "x", "x", _Where(scope, external=external))
         if external is not None:
-            comment = safe_text(f"--{block.name} {self.replaced[block.name]}")
+            comment = safe_text(f"{flag(block.name)} {self.replaced[block.name]}")
         else:
             head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
             comment = _comment(f"{self.file}:{block.span.line}:{block.span.column}", f"block {head}")
@@ -314,7 +314,7 @@ class _Builder:
 
     def statement(self, code: str, text: str | None, node: Node, where: _Where) -> Statement:
         if where.external is not None:
-            source, place = self.replaced[where.external], f"--{where.external}"
+            source, place = self.replaced[where.external], flag(where.external)
         else:
             source, place = self.network.source, f"{self.file}:{node.span.line}:{node.span.column}"
         comment = _comment(place, text or one_line(source[node.span.start : node.span.end]))

@@ -220,3 +220,35 @@ def test_bare_words_and_quoted_strings_survive_the_json_round_trip() -> None:
     kinds = [type(a.value).__name__ for a in layer.args]
     assert kinds == ["Word", "Word", "str"]
     assert normdsl.check(back).layers[0].output_shape == (4, 4, 8)
+
+
+SET_SPEC = (
+    "stem = (conv8 relu)\nnorm = bn\nlet b(f) = (conv{f}(pad=same) norm relu)\ninput(16, 16, 3) stem b(16) b(16)\n"
+)
+
+
+def test_set_replaces_any_block_without_parameters_like_editing_its_definition() -> None:
+    replaced = normdsl.check(SET_SPEC, replace={"stem": "conv32(k=5, pad=same) gelu"}, norm="gn(4)")
+    edited = normdsl.check(
+        SET_SPEC.replace("stem = (conv8 relu)", "stem = (conv32(k=5, pad=same) gelu)").replace(
+            "norm = bn", "norm = gn(4)"
+        )
+    )
+    assert checker_rows(replaced) == checker_rows(edited)
+    assert replaced.replaced == (("stem", "conv32(k=5, pad=same) gelu"), ("norm", "gn(4)"))
+    code = normdsl.render(replaced)
+    assert "# --set stem conv32(k=5, pad=same) gelu" in code and "# --norm gn(4)" in code
+
+
+def test_set_of_a_block_the_spec_does_not_use_is_a_warning_with_a_hint() -> None:
+    [warning] = normdsl.check(SET_SPEC, replace={"stm": "relu"}).warnings
+    assert "uses no block 'stm'" in warning.message and warning.hint == "did you mean 'stem'?"
+
+
+def test_set_cannot_replace_a_block_with_parameters_nor_give_the_norm_twice() -> None:
+    with pytest.raises(normdsl.SpecError, match="a block with parameters cannot be replaced by --set b"):
+        normdsl.check(SET_SPEC, replace={"b": "relu"})
+    with pytest.raises(ValueError, match="give the norm once"):
+        normdsl.check(SET_SPEC, norm="ln", replace={"norm": "bn"})
+    with pytest.raises(TypeError, match="replace"):
+        normdsl.check(SET_SPEC, replace=["stem"])  # type: ignore[arg-type]
