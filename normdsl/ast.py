@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, assert_never
 
 from normdsl.diagnostics import Span
 
@@ -160,19 +160,22 @@ def expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
     is the full list; here residual and branch paths are simply listed in order (shortcut first).
     """
     for node in nodes:
-        if isinstance(node, Layer):
-            yield node
-        elif isinstance(node, Repeat):
-            if not isinstance(node.count, int):
-                raise ValueError(f"repetition count {node.count} needs block parameters; use check()")
-            for _ in range(node.count):
+        match node:
+            case Layer():
+                yield node
+            case Repeat():
+                if not isinstance(node.count, int):
+                    raise ValueError(f"repetition count {node.count} needs block parameters; use check()")
+                for _ in range(node.count):
+                    yield from expand(node.body)
+            case Residual():
+                yield from expand(node.shortcut or ())
                 yield from expand(node.body)
-        elif isinstance(node, Residual):
-            yield from expand(node.shortcut or ())
-            yield from expand(node.body)
-        else:
-            for branch in node.branches:
-                yield from expand(branch)
+            case Concat():
+                for branch in node.branches:
+                    yield from expand(branch)
+            case _:
+                assert_never(node)
 
 
 _NODE_TYPES: dict[str, type] = {

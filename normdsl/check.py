@@ -212,8 +212,8 @@ class _Checker:
 
     def resolve(self, inst: Instance) -> KerasCall | None:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
-        if inst.merge:
-            return keras_call(MERGES[inst.kind], {}, None)
+        if inst.merge is not None:
+            return keras_call(MERGES[inst.merge], {}, None)
         # A valid call depends only on the values; an invalid one is resolved again at each site,
         # so that every site reports its problem.
         key = (inst.kind, inst.width, tuple((a.key, repr(a.value)) for a in inst.args))
@@ -263,32 +263,33 @@ class _Checker:
                 except Problem as problem:
                     self.at(inst, arg.span, f"{kind.name}: {problem.message}", "", problem.hint)
                     ok = False
-        width = self.width(inst, kind)
+        try:
+            width = self.width(inst, kind)
+        except _Reported:
+            return None
         for param in kind.params:
-            if param.required and param.key not in seen and width is not False:
+            if param.required and param.key not in seen:
                 hint = f"e.g. {kind.name}({_example(param)})"
                 self.at(inst, inst.span, f"{kind.name} needs its {param.keras} argument", "", hint)
                 ok = False
-        if not ok or width is False:
-            return None
-        return keras_call(kind, values, width)
+        return keras_call(kind, values, width) if ok else None
 
-    def width(self, inst: Instance, kind: LayerKind) -> int | bool | None:
-        """The N of conv<N>: its value, None when the kind has none, False after reporting a problem."""
+    def width(self, inst: Instance, kind: LayerKind) -> int | None:
+        """The N of conv<N>: its value, or None when the kind has none; _Reported after reporting a problem."""
         span = _name_span(inst)
         if kind.width is None:
             if inst.width is None:
                 return None
             how = f"write {kind.name}({inst.width})" if kind.positional else f"write {kind.name}"
             self.at(inst, span, f"{kind.name} takes no number after its name", "", how)
-            return False
+            raise _Reported
         if inst.width is None:
             self.at(inst, span, f"{kind.name} needs its number of {kind.width}", "", f"e.g. {kind.name}64")
-            return False
+            raise _Reported
         if not 1 <= inst.width <= self.limits.max_width:
             limit = f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {inst.width}"
             self.at(inst, span, limit)
-            return False
+            raise _Reported
         return inst.width
 
     def infer(
@@ -375,6 +376,10 @@ def _replacements(norm: object, replace: object) -> dict[str, str]:
         if not isinstance(name, str) or not name.isidentifier() or not isinstance(text, str):
             raise TypeError(f"replace= maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}")
     return out
+
+
+class _Reported(Exception):
+    """A problem was reported as a diagnostic; resolving this layer stops."""
 
 
 KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import assert_never
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
+from normdsl.layers import Merge
 from normdsl.limits import Limits
 
 MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
@@ -25,14 +27,14 @@ class Use:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    kind: str  # a layer kind (checked against the registry later), or res / cat for a merge
+    kind: str  # a layer kind (checked against the registry later); for a merge, its name (res, cat)
     width: int | None
     args: tuple[Arg, ...]  # values evaluated: no Ref or BinOp left
     inputs: tuple[int, ...]  # producers, by index; MODEL_INPUT or UNKNOWN
     span: Span  # where it is written in the spec (for a replaced block: where it is used)
     text: str  # as written, on one line
     stack: tuple[Use, ...]  # the block uses it sits in, outermost first
-    merge: bool = False  # the Add of a res(...) or the Concatenate of a cat(...); kind is res or cat
+    merge: Merge | None = None  # the Add of a res(...) or the Concatenate of a cat(...)
 
 
 Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
@@ -104,14 +106,18 @@ class Expander:
             self.nesting -= 1
 
     def _size_nested(self, node: Repeat | Residual | Concat, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        if isinstance(node, Repeat):
-            count = self.value(node.count, env, stack)
-            if not isinstance(count, int) or count <= 0:
-                return 0
-            return min(count * sum(self._size(n, env, stack) for n in node.body), _SIZE_UNKNOWN)
-        paths: tuple[tuple[Node, ...], ...] = (
-            (node.shortcut or (), node.body) if isinstance(node, Residual) else node.branches
-        )
+        match node:
+            case Repeat():
+                count = self.value(node.count, env, stack)
+                if not isinstance(count, int) or count <= 0:
+                    return 0
+                return min(count * sum(self._size(n, env, stack) for n in node.body), _SIZE_UNKNOWN)
+            case Residual():
+                paths: tuple[tuple[Node, ...], ...] = (node.shortcut or (), node.body)
+            case Concat():
+                paths = node.branches
+            case _:
+                assert_never(node)
         return 1 + sum(self._size(n, env, stack) for path in paths for n in path)
 
     def _size_layer(self, node: Layer, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
@@ -148,17 +154,23 @@ class Expander:
             self.nesting -= 1
 
     def nested(self, node: Repeat | Residual | Concat, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        if isinstance(node, Repeat):
-            count = self.count(node, env, stack)
-            for _ in range(count):
-                x = self.seq(node.body, x, env, stack)
-            return x
-        if isinstance(node, Residual):
-            shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
-            body = self.seq(node.body, x, env, stack)
-            return self.add("res", (shortcut, body), self.where(node.span, stack)[0], "res", stack, merge=True)
-        branches = tuple(self.seq(branch, x, env, stack) for branch in node.branches)
-        return self.add("cat", branches, self.where(node.span, stack)[0], "cat", stack, merge=True)
+        match node:
+            case Repeat():
+                for _ in range(self.count(node, env, stack)):
+                    x = self.seq(node.body, x, env, stack)
+                return x
+            case Residual():
+                shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
+                body = self.seq(node.body, x, env, stack)
+                return self.merge(Merge.RES, (shortcut, body), node.span, stack)
+            case Concat():
+                branches = tuple(self.seq(branch, x, env, stack) for branch in node.branches)
+                return self.merge(Merge.CAT, branches, node.span, stack)
+            case _:
+                assert_never(node)
+
+    def merge(self, merge: Merge, inputs: tuple[int, ...], span: Span, stack: tuple[Use, ...]) -> int:
+        return self.add(merge.value, inputs, self.where(span, stack)[0], merge.value, stack, merge=merge)
 
     def seq(self, nodes: tuple[Node, ...], x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         for node in nodes:
@@ -175,7 +187,7 @@ class Expander:
         width: int | None = None,
         args: tuple[Arg, ...] = (),
         *,
-        merge: bool = False,
+        merge: Merge | None = None,
     ) -> int:
         if len(self.instances) >= self.limits.max_layers:
             raise TooBig

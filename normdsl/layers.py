@@ -6,6 +6,7 @@ emitters read everything from here.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -579,10 +580,17 @@ _KIND_LIST: tuple[LayerKind, ...] = (
     ),
 )
 
-# What res(...) and cat(...) join their paths with; not written as layers in specs.
-MERGES: dict[str, LayerKind] = {
-    "res": LayerKind("res", "Add", add, "Add()([shortcut, body])"),
-    "cat": LayerKind("cat", "Concatenate", concat, "Concatenate(axis=-1)(branches)", fixed=(("axis", -1),)),
+
+class Merge(enum.Enum):
+    """How paths are joined: res(...) adds, cat(...) concatenates. Not written as layers in specs."""
+
+    RES = "res"
+    CAT = "cat"
+
+
+MERGES: dict[Merge, LayerKind] = {
+    Merge.RES: LayerKind("res", "Add", add, "Add()([shortcut, body])"),
+    Merge.CAT: LayerKind("cat", "Concatenate", concat, "Concatenate(axis=-1)(branches)", fixed=(("axis", -1),)),
 }
 
 KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}

@@ -20,7 +20,7 @@ from typing import assert_never
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
-from normdsl.layers import KINDS, MERGES, Code, KerasCall, coerce, keras_call
+from normdsl.layers import KINDS, MERGES, Code, KerasCall, Merge, coerce, keras_call
 from normdsl.network import Network, flag
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
@@ -273,7 +273,7 @@ class _Builder:
                 if not node.shortcut:
                     shortcut = src
                 out += self.seq(node.body, src, y, where.inner())
-                call = _call_code(keras_call(MERGES["res"], {}, None))
+                call = _call_code(keras_call(MERGES[Merge.RES], {}, None))
                 return [*out, self.statement(f"{dst} = {call}([{shortcut}, {y}])", "res", node, where)]
             case Concat():
                 suffix = "" if where.depth == 1 else f"_{where.depth}"
@@ -281,7 +281,7 @@ class _Builder:
                 out = []
                 for name, branch in zip(names, node.branches, strict=True):
                     out += self.seq(branch, src, name, where.inner())
-                call = _call_code(keras_call(MERGES["cat"], {}, None))
+                call = _call_code(keras_call(MERGES[Merge.CAT], {}, None))
                 return [*out, self.statement(f"{dst} = {call}([{', '.join(names)}])", "cat", node, where)]
             case _:
                 assert_never(node)
