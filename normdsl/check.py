@@ -361,7 +361,7 @@ class _Checker:
             self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
 
 
-def _replacements(norm: object, replace: object) -> dict[str, str]:
+def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[str, str]:
     """``norm=`` and ``replace=`` as one mapping of block name → layers (TypeError/ValueError on misuse)."""
     out: dict[str, str] = {}
     if replace is not None:
@@ -371,7 +371,7 @@ def _replacements(norm: object, replace: object) -> dict[str, str]:
     if norm is not None:
         if NORM in out:
             raise ValueError("give the norm once: norm=... or replace={'norm': ...}")
-        out[NORM] = norm  # type: ignore[assignment]
+        out[NORM] = norm
     for name, text in out.items():
         if not isinstance(name, str) or not name.isidentifier() or not isinstance(text, str):
             raise TypeError(f"replace= maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}")

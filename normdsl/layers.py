@@ -139,11 +139,19 @@ def _show(value: object) -> str:
     return repr(value)
 
 
+def _int(c: Config, key: str) -> int:
+    """An integer Keras argument of a resolved call (validated by coerce before any rule reads it)."""
+    value = c[key]
+    assert isinstance(value, int), (key, value)
+    return value
+
+
 def pair(value: object) -> tuple[int, int]:
     """3 → (3, 3); (1, 7) → (1, 7)."""
     if isinstance(value, tuple):
         return (int(value[0]), int(value[1]))
-    return (int(value), int(value))  # type: ignore[call-overload]
+    assert isinstance(value, int)
+    return (value, value)
 
 
 def _pad_pairs(value: object) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -210,7 +218,7 @@ def _strides_dilation(c: Config) -> tuple[tuple[int, int], tuple[int, int], tupl
 def conv(shape: Shape, c: Config) -> Figures:
     _need_rank(shape, 3)
     k, s, d = _strides_dilation(c)
-    g, f = int(c["groups"]), int(c["filters"])  # type: ignore[call-overload]
+    g, f = _int(c, "groups"), _int(c, "filters")
     problems = []
     if shape[2] % g or f % g:
         which = " and ".join(f"{n} {what}" for n, what in ((shape[2], "input channels"), (f, "filters")) if n % g)
@@ -225,7 +233,7 @@ def conv(shape: Shape, c: Config) -> Figures:
 def depthwise(shape: Shape, c: Config) -> Figures:
     _need_rank(shape, 3)
     k, s, d = _strides_dilation(c)
-    out_channels = shape[2] * int(c["depth_multiplier"])  # type: ignore[call-overload]
+    out_channels = shape[2] * _int(c, "depth_multiplier")
     h, w = _slide(shape, k, s, d, c["padding"])
     weights = k[0] * k[1] * out_channels + (out_channels if c["use_bias"] else 0)
     return Figures((h, w, out_channels), weights, 0, h * w * k[0] * k[1] * out_channels)
@@ -234,7 +242,7 @@ def depthwise(shape: Shape, c: Config) -> Figures:
 def separable(shape: Shape, c: Config) -> Figures:
     _need_rank(shape, 3)
     k, s, d = _strides_dilation(c)
-    mid, f = shape[2] * int(c["depth_multiplier"]), int(c["filters"])  # type: ignore[call-overload]
+    mid, f = shape[2] * _int(c, "depth_multiplier"), _int(c, "filters")
     h, w = _slide(shape, k, s, d, c["padding"])
     weights = k[0] * k[1] * mid + mid * f + (f if c["use_bias"] else 0)
     return Figures((h, w, f), weights, 0, h * w * (k[0] * k[1] * mid + mid * f))
@@ -264,7 +272,7 @@ def flatten(shape: Shape, c: Config) -> Figures:
 
 
 def dense(shape: Shape, c: Config) -> Figures:
-    units, fan_in = int(c["units"]), shape[-1]  # type: ignore[call-overload]
+    units, fan_in = _int(c, "units"), shape[-1]
     weights = fan_in * units + (units if c["use_bias"] else 0)
     return Figures((*shape[:-1], units), weights, 0, math.prod(shape[:-1]) * fan_in * units)
 
@@ -291,17 +299,17 @@ def _axis_size(shape: Shape, axis: int) -> int:
 
 
 def batch_norm(shape: Shape, c: Config) -> Figures:
-    n = _axis_size(shape, int(c["axis"]))  # type: ignore[call-overload]
+    n = _axis_size(shape, _int(c, "axis"))
     return Figures(shape, 2 * n, 2 * n)  # gamma, beta; moving mean and variance
 
 
 def layer_norm(shape: Shape, c: Config) -> Figures:
-    n = _axis_size(shape, int(c["axis"]))  # type: ignore[call-overload]
+    n = _axis_size(shape, _int(c, "axis"))
     return Figures(shape, 2 * n)
 
 
 def group_norm(shape: Shape, c: Config) -> Figures:
-    channels, groups = shape[-1], int(c["groups"])  # type: ignore[call-overload]
+    channels, groups = shape[-1], _int(c, "groups")
     problems = []
     if groups != -1 and (groups > channels or channels % groups):
         problems.append(
