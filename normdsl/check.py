@@ -12,13 +12,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from normdsl.ast import Arg, BlockDef, Repeat, Spec
+from normdsl.ast import BlockDef, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
-from normdsl.layers import KINDS, MERGES, KerasCall, LayerKind, Problem, Shape, coerce, keras_call, split_problem
+from normdsl.layers import KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
+from normdsl.resolve import resolve
 from normdsl.util import paused_gc
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
@@ -232,65 +233,12 @@ class _Checker:
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
             self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
             return None
-        if kind.with_args is not None and any(a.key != "name" for a in inst.args):
-            kind = kind.with_args
-        ok = True
-        values: dict[str, object] = {}  # by Keras keyword
-        positional = [a for a in inst.args if a.key is None]
-        if positional and kind.positional is None:
-            self.at(inst, positional[0].span, f"{kind.name} takes no positional arguments", "", _takes(kind))
-            ok = False
-        elif len(positional) > 1:
-            message = f"{kind.name} takes one positional argument ({kind.positional}), got {len(positional)}"
-            self.at(inst, positional[1].span, message, "", _takes(kind))
-            ok = False
-        named: list[tuple[str, Arg]] = [(kind.positional, positional[0])] if positional and kind.positional else []
-        named += [(arg.key, arg) for arg in inst.args if arg.key is not None]
-        seen: set[str] = set()
-        for key, arg in named:
-            param = kind.params_by_key.get(key)
-            if param is None:
-                hint = did_you_mean(key, kind.params_by_key) or _takes(kind)
-                self.at(inst, arg.span, f"{kind.name} has no argument '{key}'", "", hint)
-                ok = False
-            elif key in seen:
-                self.at(inst, arg.span, f"argument '{key}' is given twice")
-                ok = False
-            else:
-                seen.add(key)
-                try:
-                    values[param.keras] = coerce(param, arg.value)
-                except Problem as problem:
-                    self.at(inst, arg.span, f"{kind.name}: {problem.message}", "", problem.hint)
-                    ok = False
-        try:
-            width = self.width(inst, kind)
-        except _Reported:
-            return None
-        for param in kind.params:
-            if param.required and param.key not in seen:
-                hint = f"e.g. {kind.name}({_example(param)})"
-                self.at(inst, inst.span, f"{kind.name} needs its {param.keras} argument", "", hint)
-                ok = False
-        return keras_call(kind, values, width) if ok else None
-
-    def width(self, inst: Instance, kind: LayerKind) -> int | None:
-        """The N of conv<N>: its value, or None when the kind has none; _Reported after reporting a problem."""
-        span = _name_span(inst)
-        if kind.width is None:
-            if inst.width is None:
-                return None
-            how = f"write {kind.name}({inst.width})" if kind.positional else f"write {kind.name}"
-            self.at(inst, span, f"{kind.name} takes no number after its name", "", how)
-            raise _Reported
-        if inst.width is None:
-            self.at(inst, span, f"{kind.name} needs its number of {kind.width}", "", f"e.g. {kind.name}64")
-            raise _Reported
-        if not 1 <= inst.width <= self.limits.max_width:
-            limit = f"{kind.name}: {kind.width} must be from 1 to {self.limits.max_width:,}, got {inst.width}"
-            self.at(inst, span, limit)
-            raise _Reported
-        return inst.width
+        call, issues = resolve(
+            kind, inst.width, inst.args, span=inst.span, name_span=_name_span(inst), max_width=self.limits.max_width
+        )
+        for issue in issues:
+            self.at(inst, issue.span, issue.message, "", issue.hint)
+        return call
 
     def infer(
         self, inst: Instance, call: KerasCall, shapes: tuple[Shape, ...], inputs: tuple[int, ...]
@@ -378,10 +326,6 @@ def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[s
     return out
 
 
-class _Reported(Exception):
-    """A problem was reported as a diagnostic; resolving this layer stops."""
-
-
 KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model
 
 
@@ -402,15 +346,6 @@ def _name_span(inst: Instance) -> Span:
     if span.end_line != span.line and n > span.end - span.start:
         return span
     return Span(span.line, span.column, span.line, span.column + n, span.start, span.start + n)
-
-
-def _takes(kind: LayerKind) -> str:
-    keys = ", ".join(p.key for p in kind.params)
-    return f"{kind.name} takes: {keys}" if keys else f"{kind.name} takes no arguments"
-
-
-def _example(param: object) -> str:
-    return {"groups": "16", "rate": "0.5"}.get(getattr(param, "keras", ""), "...")
 
 
 def _whole(spec: Spec) -> Span:

@@ -20,8 +20,9 @@ from typing import assert_never
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
-from normdsl.layers import KINDS, MERGES, Code, KerasCall, Merge, coerce, keras_call
+from normdsl.layers import KINDS, MERGES, Code, KerasCall, Merge, keras_call
 from normdsl.network import Network, flag
+from normdsl.resolve import resolve
 
 LINE_LENGTH = 88  # black's default, which the output is formatted with
 MAX_LOOPS = 16  # loops nested in one function; Python refuses more than 20 statically nested blocks
@@ -299,17 +300,11 @@ class _Builder:
                 for a in layer.args
             ]
             return self.statement(f"{dst} = {self.names.function(block.name)}({', '.join(args)})", None, layer, where)
-        kind = KINDS[layer.kind]
-        if kind.with_args is not None and any(a.key != "name" for a in layer.args):
-            kind = kind.with_args
-        values: dict[str, object] = {}
-        for arg in layer.args:
-            key = arg.key if arg.key is not None else kind.positional
-            param = kind.params_by_key[key]  # type: ignore[index]
-            value = self.value(arg.value, where.scope)
-            values[param.keras] = value if isinstance(value, Code) else coerce(param, value)
+        resolved = [Arg(a.key, self.value(a.value, where.scope), a.span) for a in layer.args]
         width = None if layer.width is None else self.value(layer.width, where.scope)
-        call = keras_call(kind, values, width)
+        call, issues = resolve(KINDS[layer.kind], width, resolved, span=layer.span, name_span=layer.name_span)
+        if call is None:  # the checker accepted the spec, so only a bug gets here
+            raise ValueError(f"{layer.kind}: {'; '.join(issue.message for issue in issues)}")
         return self.statement(f"{dst} = {_call_code(call)}({src})", None, layer, where)
 
     def statement(self, code: str, text: str | None, node: Node, where: _Where) -> Statement:
@@ -327,7 +322,7 @@ class _Builder:
     def code(self, arg: Arg, scope: dict[str, PyCode]) -> str:
         return literal(self.value(arg.value, scope))
 
-    def value(self, value: Value, scope: dict[str, PyCode]) -> object:
+    def value(self, value: Value, scope: dict[str, PyCode]) -> Value:
         """A concrete value as itself; a parameter or arithmetic on parameters as Code."""
         if isinstance(value, Word) and value in scope:
             return Code(scope[value])
