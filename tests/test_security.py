@@ -571,3 +571,23 @@ def test_long_loop_headers_and_deep_loops_render_as_black_would(text: str) -> No
         code = normdsl.render(text, template)
         assert black.format_str(code, mode=black.Mode()) == code
     assert normdsl.render(text, "notebook")
+
+
+def test_blocks_named_like_everything_a_template_uses_leave_no_redefinition_for_ruff(tmp_path: Path) -> None:
+    from normdsl.program import TEMPLATE_NAMES
+
+    names = sorted(TEMPLATE_NAMES)
+    text = "\n".join(f"let {name} = relu" for name in names) + "\ninput(8, 8, 3) conv8 " + " ".join(names)
+    for template in ("model", "train", "notebook"):
+        out = normdsl.render(normdsl.parse(text, filename="names.nd"), template)
+        if template == "notebook":
+            out = "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
+        (tmp_path / f"{template}.py").write_text(out)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F811,F821,F823", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
