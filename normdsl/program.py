@@ -28,7 +28,7 @@ LINE_LENGTH = 88  # black's default, which the output is formatted with
 MAX_LOOPS = 16  # loops nested in one function; Python refuses more than 20 statically nested blocks
 
 # Every module-level name the templates define, import or read, and the locals of build_model:
-# spec identifiers never take them (tests/test_codegen.py checks the list against every template).
+# spec identifiers never take them (tests/test_security.py checks the list against every template).
 TEMPLATE_NAMES = frozenset(
     [
         "x",

@@ -573,7 +573,7 @@ def test_long_loop_headers_and_deep_loops_render_as_black_would(text: str) -> No
     assert normdsl.render(text, "notebook")
 
 
-def test_blocks_named_like_everything_a_template_uses_leave_no_redefinition_for_ruff(tmp_path: Path) -> None:
+def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_agrees(tmp_path: Path) -> None:
     from normdsl.program import TEMPLATE_NAMES
 
     names = sorted(TEMPLATE_NAMES)
@@ -583,6 +583,16 @@ def test_blocks_named_like_everything_a_template_uses_leave_no_redefinition_for_
         if template == "notebook":
             out = "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
         (tmp_path / f"{template}.py").write_text(out)
+        tree = ast.parse(out)
+        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+        defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+        defined += [
+            (a.asname or a.name).split(".")[0]
+            for n in tree.body
+            if isinstance(n, ast.Import | ast.ImportFrom)
+            for a in n.names
+        ]
+        assert len(defined) == len(set(defined)), sorted(n for n in defined if defined.count(n) > 1)
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F811,F821,F823", str(tmp_path)],
         capture_output=True,
