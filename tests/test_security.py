@@ -6,6 +6,7 @@ under a sentinel: test_injection.py.)"""
 from __future__ import annotations
 
 import ast
+import builtins
 import dataclasses
 import io
 import json
@@ -574,10 +575,17 @@ def test_long_loop_headers_and_deep_loops_render_as_black_would(text: str) -> No
 
 
 def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_agrees(tmp_path: Path) -> None:
-    from normdsl.program import TEMPLATE_NAMES
-
-    names = sorted(TEMPLATE_NAMES)
-    text = "\n".join(f"let {name} = relu" for name in names) + "\ninput(8, 8, 3) conv8 " + " ".join(names)
+    names: set[str] = set()  # every name the templates themselves define or read, found by rendering them
+    for template in ("model", "train", "notebook"):
+        out = normdsl.render("input(8, 8, 3) conv8", template)
+        if template == "notebook":
+            out = "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
+        names |= {n.id for n in ast.walk(ast.parse(out)) if isinstance(n, ast.Name)}
+        names |= {n.name for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef)}
+    names -= {"_", "__name__", "__doc__"} | set(dir(builtins))
+    text = (
+        "\n".join(f"let {name} = relu" for name in sorted(names)) + "\ninput(8, 8, 3) conv8 " + " ".join(sorted(names))
+    )
     for template in ("model", "train", "notebook"):
         out = normdsl.render(normdsl.parse(text, filename="names.nd"), template)
         if template == "notebook":
