@@ -20,6 +20,7 @@ import jinja2
 import jinja2.sandbox
 import markupsafe
 
+from normdsl import target_keras
 from normdsl._paths import data_dir
 from normdsl._version import __version__
 from normdsl.ast import Spec
@@ -27,7 +28,8 @@ from normdsl.check import check
 from normdsl.diagnostics import Diagnostic, RenderError
 from normdsl.layers import Shape
 from normdsl.network import Network
-from normdsl.program import LINE_LENGTH, Function, PyCode, SafeText, Statement, literal, program, safe_text
+from normdsl.program import program
+from normdsl.pysource import LINE_LENGTH, Function, PyCode, SafeText, Statement, literal, safe_text
 from normdsl.safety import unexpected_code
 from normdsl.summary import batch_shape
 from normdsl.util import paused_gc
@@ -88,7 +90,7 @@ def _render(network: Network, template: str, strategy: str, template_dir: Path |
         )
     except jinja2.TemplateError as exc:  # the sandbox's SecurityError among them
         raise TemplateProblem(f"template {template!r}: {type(exc).__name__}: {exc}") from None
-    # Our templates and program.py write black's layout themselves (tests check that black changes
+    # Our templates and the Keras target write black's layout themselves (tests check that black changes
     # nothing); a user's template is formatted by black.
     own = template_dir is None
     if suffix == ".ipynb":
@@ -209,7 +211,7 @@ def _fields(model: SourceModel) -> dict[str, object]:
 
 def source_model(network: Network, *, strategy: str = "default") -> SourceModel:
     spec_file = Path(network.filename).name
-    structure = program(network)
+    structure = target_keras.render(program(network))
     head = classification_head(network)
     if not network.name.isidentifier() or strategy not in STRATEGIES:
         raise ValueError(f"model name {network.name!r} or strategy {strategy!r} cannot be used in code")

@@ -178,3 +178,11 @@ def test_a_template_using_an_undefined_name_fails_loudly(tmp_path: Path) -> None
     (tmp_path / "bad.py.j2").write_text("x = {{ not_a_field }}\n")
     with pytest.raises(Exception, match="not_a_field"):
         normdsl.render("conv8", "bad", template_dir=tmp_path)
+
+
+def test_the_keras_target_renders_every_kind_of_ir_operation() -> None:
+    import typing
+
+    from normdsl import ir, target_keras
+
+    assert set(target_keras.TRANSFORMS) == set(typing.get_args(ir.Op))

@@ -28,7 +28,7 @@ from normdsl.ast import InvalidJSON
 from normdsl.emit_source import TemplateProblem
 from normdsl.layers import _divisors
 from normdsl.parser import cache_folder
-from normdsl.program import safe_text
+from normdsl.pysource import safe_text
 from normdsl.safety import unexpected_code
 
 PAYLOAD = 'argparse._os.system("touch PWNED")'
