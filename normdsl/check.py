@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from normdsl import plugins
 from normdsl.ast import BlockDef, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
@@ -226,7 +227,7 @@ class _Checker:
         return call
 
     def _resolve(self, inst: Instance) -> KerasCall | None:
-        kind = KINDS.get(inst.kind)
+        kind = plugins.kind(inst.kind)
         if kind is None:
             hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
             if inst.kind == NORM:
@@ -262,6 +263,7 @@ class _Checker:
         return NetLayer(
             kind=call.kind.name,
             keras_class=call.kind.keras_class,
+            module=call.kind.module,
             args=call.args,
             kwargs=call.kwargs,
             inputs=inputs,

@@ -18,6 +18,7 @@ from normdsl.layers import Shape
 from normdsl.limits import DEFAULT_LIMITS
 from normdsl.network import Network
 from normdsl.parser import parse
+from normdsl.plugins import PluginError
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -131,7 +132,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except BadFile as exc:
             print(f"normdsl: error: {exc}", file=sys.stderr)
             status = max(status, EXIT_SPEC)
-        except UsageError as exc:
+        except (UsageError, PluginError) as exc:
             print(f"normdsl: error: {exc}", file=sys.stderr)
             status = max(status, EXIT_USAGE)
         except Exception as exc:  # our bug, on this file only: say so and check the others

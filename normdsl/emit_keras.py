@@ -54,7 +54,7 @@ def build(network: Network) -> tuple[Any, list[Any]]:
         name = f"{layer.kind}_{i}"  # naming every layer spares Keras's auto-naming: ResNet-50 builds ~25% faster
         while name in taken:  # the spec named a layer like that itself
             name += "_"
-        made = make_layer(keras, layer.keras_class, layer.args, layer.kwargs, name)
+        made = make_layer(keras, layer.keras_class, layer.module, layer.args, layer.kwargs, name)
         tensors = [inputs if i < 0 else outputs[i] for i in layer.inputs]
         outputs.append(made(tensors if len(tensors) > 1 else tensors[0]))
         built.append(made)

@@ -47,6 +47,7 @@ class SourceModel:
     totals: SafeText
     input_shape: PyCode
     name: PyCode
+    imports: tuple[PyCode, ...]  # plugin layers' imports: from mypackage.layers import Scale
     functions: tuple[Function, ...]  # one per spec block the model uses: name, signature, comment, body
     body: tuple[Statement, ...]  # build_model's statements (code, comment, trailing, body for loops)
     output: PyCode  # the variable holding the model's output
@@ -94,9 +95,9 @@ def _render(network: Network, template: str, strategy: str, template_dir: Path |
     # nothing); a user's template is formatted by black.
     own = template_dir is None
     if suffix == ".ipynb":
-        return _notebook(text, template, own=own)
+        return _notebook(text, template, own=own, plugins=_plugins(network))
     code = text if own else _black(text, template)
-    _safety_check(code, template, module=True)
+    _safety_check(code, template, module=True, plugins=_plugins(network))
     return code
 
 
@@ -128,13 +129,17 @@ def _black(text: str, template: str) -> str:
         raise RenderError(f"template {template!r} rendered code black cannot parse ({exc}):\n{text}") from None
 
 
-def _safety_check(code: str, template: str, *, module: bool) -> None:
-    problems = unexpected_code(code, module=module)
+def _plugins(network: Network) -> frozenset[tuple[str, str]]:
+    return frozenset((layer.module, layer.keras_class) for layer in network.layers if layer.module)
+
+
+def _safety_check(code: str, template: str, *, module: bool, plugins: frozenset[tuple[str, str]]) -> None:
+    problems = unexpected_code(code, module=module, plugins=plugins)
     if problems:
         raise RenderError(f"template {template!r} rendered unexpected code: {'; '.join(problems)}")
 
 
-def _notebook(text: str, template: str, *, own: bool) -> str:
+def _notebook(text: str, template: str, *, own: bool, plugins: frozenset[tuple[str, str]]) -> str:
     """Percent-format text (``# %%`` code cells, ``# %% [markdown]`` cells) → a validated notebook."""
     try:
         import nbformat
@@ -151,7 +156,8 @@ def _notebook(text: str, template: str, *, own: bool) -> str:
             cell = nbformat.v4.new_code_cell((code if own else _black(code, template)).rstrip("\n"))  # type: ignore[no-untyped-call]
         cell.id = f"cell-{i}"  # deterministic ids: the same spec gives the same notebook
         cells.append(cell)
-    _safety_check("\n".join(c.source for c in cells if c.cell_type == "code"), template, module=False)
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    _safety_check(code, template, module=False, plugins=plugins)
     notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
@@ -222,6 +228,7 @@ def source_model(network: Network, *, strategy: str = "default") -> SourceModel:
         spec_lines=tuple(safe_text(line) for line in network.source.strip("\n").split("\n")),
         totals=safe_text(totals_line(network)),
         input_shape=PyCode(repr(tuple(int(n) for n in network.input_shape))),
+        imports=target_keras.imports((layer.module, layer.keras_class) for layer in network.layers),
         name=PyCode(literal(network.name)),
         functions=structure.functions,
         body=structure.body,

@@ -391,6 +391,7 @@ class LayerKind:
     positional: str | None = None  # spec key a positional argument fills: gn(16) → groups
     is_norm: bool = False
     with_args: LayerKind | None = None  # the kind used instead when arguments are given: relu(max=6) → ReLU
+    module: str | None = None  # where keras_class lives when it is not keras.layers (a plugin's own layer)
     params_by_key: dict[str, Param] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

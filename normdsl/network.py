@@ -17,6 +17,7 @@ class NetLayer:
 
     kind: str  # the spec's layer kind (gn), or res / cat for the Add / Concatenate joining paths
     keras_class: str  # GroupNormalization
+    module: str | None  # where keras_class lives when it is not keras.layers (a plugin's layer)
     args: tuple[object, ...]  # positional arguments of the Keras call
     kwargs: tuple[tuple[str, object], ...]  # keyword arguments of the Keras call, in order
     inputs: tuple[int, ...]  # the layers it is applied to, by index in Network.layers; -1: the model input

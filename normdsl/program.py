@@ -84,8 +84,8 @@ class Namespace:
     the spec's name, with ``_`` appended while it is reserved or already taken, so that no two
     meanings share a name (a parameter never hides a block function or a template name)."""
 
-    def __init__(self, blocks: tuple[BlockDef, ...]):
-        taken: set[str] = set()
+    def __init__(self, blocks: tuple[BlockDef, ...], imported: frozenset[str] = frozenset()):
+        taken: set[str] = set(imported)  # names the module imports (plugin layer classes)
         self.functions: dict[str, str] = {}
         for block in blocks:
             self.functions[block.name] = _fresh(block.name, taken)
@@ -138,7 +138,7 @@ class _Builder:
         assert network.spec is not None
         self.network, self.spec = network, network.spec
         self.blocks = {b.name: b for b in self.spec.blocks}
-        self.names = Namespace(self.spec.blocks)
+        self.names = Namespace(self.spec.blocks, frozenset(n.keras_class for n in network.layers if n.module))
         self.replaced = dict(network.replaced)
         self.file = one_line(Path(network.filename).name)
         self.used: set[str] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from normdsl import plugins
 from normdsl.layers import KINDS, LayerKind, Param
 
 
@@ -32,6 +33,8 @@ def _as_dict(kind: LayerKind) -> dict[str, object]:
         "width": kind.width,
         "positional": kind.positional,
         "normalization": kind.is_norm,
+        "origin": plugins.ORIGINS.get(kind.name, "normdsl"),
+        "module": kind.module or "keras.layers",
         "fixed": {str(k): v for k, v in kind.fixed if k is not None},
         "params": [
             {"key": p.key, "keras": p.keras, "allowed": p.describe(), "default": _default(p)} for p in kind.params
@@ -41,13 +44,20 @@ def _as_dict(kind: LayerKind) -> dict[str, object]:
 
 
 def as_json() -> str:
+    """Every kind, the installed plugins' too."""
+    plugins.load()
     return json.dumps([_as_dict(kind) for kind in KINDS.values()], indent=2)
 
 
 def as_text() -> str:
+    """Every kind, the installed plugins' too (with where they come from)."""
+    plugins.load()
     out = []
     for kind in KINDS.values():
-        out.append(f"{_spec_form(kind)}  →  {kind.keras_class}: {kind.doc}")
+        origin = (
+            f"  [{plugins.ORIGINS[kind.name]}, {kind.module or 'keras.layers'}]" if kind.name in plugins.ORIGINS else ""
+        )
+        out.append(f"{_spec_form(kind)}  →  {kind.keras_class}: {kind.doc}{origin}")
         for variant in (kind, kind.with_args):
             if variant is None:
                 continue
@@ -59,9 +69,11 @@ def as_text() -> str:
 
 
 def markdown_table() -> str:
-    """The README's layer table: one row per kind, its arguments with their Keras keywords."""
+    """The README's layer table: one row per built-in kind, its arguments with their Keras keywords."""
     rows = ["| spec | Keras | what it is | arguments (spec → Keras; default) |", "|---|---|---|---|"]
     for kind in KINDS.values():
+        if kind.name in plugins.ORIGINS:
+            continue
         variants = [kind] + ([kind.with_args] if kind.with_args else [])
         args = "; ".join(
             ", ".join(f"`{p.key}` → `{p.keras}` ({_default(p)})" for p in v.params)

@@ -103,11 +103,12 @@ SYNTAX: tuple[type[ast.AST], ...] = (
 _LEAVES = (ast.Constant, ast.Load, ast.Store, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
 
 
-def unexpected_code(code: str, *, module: bool = True) -> list[str]:
+def unexpected_code(code: str, *, module: bool = True, plugins: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
     """Everything in generated code beyond what the templates need (empty: all is as expected).
 
     ``module``: the code is a whole module, whose top level may only hold its docstring, imports,
     constants, functions and ``if __name__ == "__main__":``; notebook cells run statements at the top.
+    ``plugins``: the (module, class) pairs of the plugin layers the code uses, whose imports it may make.
     """
     data = code.encode("utf-8")
     try:
@@ -121,12 +122,13 @@ def unexpected_code(code: str, *, module: bool = True) -> list[str]:
         compile(tree, "<generated>", "exec", dont_inherit=True)  # what only the compiler sees: def f(x, x)
     except (SyntaxError, ValueError) as exc:
         return [f"does not compile: {exc}"]
-    return _Check(tree, module).found
+    return _Check(tree, module, plugins).found
 
 
 class _Check:
-    def __init__(self, tree: ast.Module, module: bool):
+    def __init__(self, tree: ast.Module, module: bool, plugins: frozenset[tuple[str, str]]):
         self.found: list[str] = []
+        self.plugins = plugins
         if module:
             self.top_level(tree)
         stack: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]  # one pass, each node with its parent
@@ -174,7 +176,7 @@ class _Check:
             self.module_use(node, parent)
 
     def imported(self, node: ast.AST, module: str, name: str | None, asname: str | None) -> None:
-        if (module, name, asname) not in IMPORTS:
+        if (module, name, asname) not in IMPORTS and not (asname is None and (module, name) in self.plugins):
             self.problem(node, f"import {module}" + (f".{name}" if name else "") + (f" as {asname}" if asname else ""))
 
     def call(self, node: ast.Call, func: ast.expr) -> None:

@@ -8,7 +8,8 @@ A new target is a module like this one: its own table over the same IR.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from normdsl import ir
@@ -30,21 +31,30 @@ _RETURN = Statement(PyCode("return x"))
 _BLANK = Statement(PyCode(""))
 
 
-def layer_source(keras_class: str, args: tuple[object, ...], kwargs: tuple[tuple[str, object], ...]) -> str:
-    """``layers.Conv2D(32, 3, padding="valid")``: a layer, as source."""
+Args = tuple[object, ...]
+Kwargs = tuple[tuple[str, object], ...]
+
+
+def layer_source(keras_class: str, module: str | None, args: Args, kwargs: Kwargs) -> str:
+    """``layers.Conv2D(32, 3, padding="valid")``: a layer, as source (a plugin's class by its imported name)."""
     written = [literal(a) for a in args] + [f"{key}={literal(value)}" for key, value in kwargs]
-    return f"layers.{keras_class}({', '.join(written)})"
+    return f"{'' if module else 'layers.'}{keras_class}({', '.join(written)})"
 
 
-def make_layer(
-    keras: Any, keras_class: str, args: tuple[object, ...], kwargs: tuple[tuple[str, object], ...], name: str
-) -> Any:
+def make_layer(keras: Any, keras_class: str, module: str | None, args: Args, kwargs: Kwargs, name: str) -> Any:
     """The same layer, made directly with ``keras`` (the direct build), named ``name`` unless the spec named it."""
-    return getattr(keras.layers, keras_class)(*args, **({"name": name} | dict(kwargs)))
+    home = importlib.import_module(module) if module else keras.layers
+    return getattr(home, keras_class)(*args, **({"name": name} | dict(kwargs)))
+
+
+def imports(classes: Iterable[tuple[str | None, str]]) -> tuple[PyCode, ...]:
+    """The import lines the plugin layers among (module, class) need: ``from mypackage.layers import Scale``."""
+    found = sorted({(module, name) for module, name in classes if module})
+    return tuple(PyCode(f"from {module} import {name}") for module, name in found)
 
 
 def _source(call: KerasCall) -> str:
-    return layer_source(call.kind.keras_class, call.args, call.kwargs)
+    return layer_source(call.kind.keras_class, call.kind.module, call.args, call.kwargs)
 
 
 def merge_call(merge: Merge) -> KerasCall:
