@@ -272,6 +272,9 @@ class _ToAst:
         return method(tree.meta, children)
 
     def start(self, meta: object, children: list[object]) -> Spec:
+        for block, after in zip(children, children[1:], strict=False):
+            if isinstance(block, BlockDef) and after.span.line == block.span.end_line:  # type: ignore[attr-defined]
+                self.problems.append(_run_on(block, after))
         inputs = tuple(c for c in children if isinstance(c, InputDecl))
         blocks = tuple(c for c in children if isinstance(c, BlockDef))
         body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef))
@@ -385,6 +388,16 @@ class _ToAst:
 
     def floordiv(self, meta: object, children: list[Expr]) -> BinOp:
         return BinOp("//", children[0], children[1], _span(meta))
+
+
+def _run_on(block: BlockDef, after: object) -> Diagnostic:
+    """A statement right after a block definition, on its line, is not part of the block (the body is one
+    item): say so, rather than build a model other than the one the line plainly reads as."""
+    span: Span = after.span  # type: ignore[attr-defined]
+    head = "let " + block.name + ("(...)" if block.params else "")
+    message = f"this is not part of block '{block.name}': a block's body is one item, and it ended before here"
+    hint = f"to put it in the block, parenthesize the body: {head} = (...); else start a new line"
+    return Diagnostic("error", message, span, hint)
 
 
 def _name_span(token: Token, length: int) -> Span:
