@@ -204,6 +204,7 @@ class InvalidJSON(ValueError):
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPS = ("+", "-", "*", "//")
+_MAX_OFFSET = 16 * 1024 * 1024
 
 
 class _Decoder:
@@ -248,7 +249,7 @@ class _Decoder:
         if not isinstance(d["filename"], str) or not isinstance(d.get("source", ""), str):
             raise InvalidJSON(f"{where}.filename", "expected strings for filename and source")
         return Spec(
-            body=self.nodes(d["body"], f"{where}.body", 0),
+            body=self.nodes(d["body"], f"{where}.body", 0, empty=True),
             inputs=tuple(self.input(x, f"{where}.inputs[{i}]") for i, x in enumerate(self.items(d["inputs"], where))),
             blocks=tuple(self.block(x, f"{where}.blocks[{i}]") for i, x in enumerate(self.items(d["blocks"], where))),
             filename=d["filename"],
@@ -263,6 +264,8 @@ class _Decoder:
         start, end = self.integer(d["start"], f"{where}.start", 0), self.integer(d["end"], f"{where}.end", 0)
         if end < start:
             raise InvalidJSON(where, "the span ends before it starts")
+        if max(line, column, end_line, end_column, end) > _MAX_OFFSET:
+            raise InvalidJSON(where, f"positions are at most {_MAX_OFFSET:,} (a spec is at most 10 MiB)")
         return Span(line, column, end_line, end_column, start, end)
 
     def input(self, data: object, where: str) -> InputDecl:
@@ -286,8 +289,12 @@ class _Decoder:
             self.span(d["name_span"], f"{where}.name_span"),
         )
 
-    def nodes(self, data: object, where: str, depth: int) -> tuple[Node, ...]:
-        return tuple(self.node(x, f"{where}[{i}]", depth) for i, x in enumerate(self.items(data, where)))
+    def nodes(self, data: object, where: str, depth: int, *, empty: bool = False) -> tuple[Node, ...]:
+        """A sequence of nodes: at least one, as the grammar writes them (a spec's body may be empty)."""
+        items = self.items(data, where)
+        if not items and not empty:
+            raise InvalidJSON(where, "expected at least one node")
+        return tuple(self.node(x, f"{where}[{i}]", depth) for i, x in enumerate(items))
 
     def node(self, data: object, where: str, depth: int) -> Node:
         depth = self.depth(where, depth)
@@ -318,9 +325,10 @@ class _Decoder:
             )
         if kind == "Concat":
             d = self.obj(data, where, "Concat", ("branches", "span"))
-            branches = tuple(
-                self.nodes(b, f"{where}.branches[{i}]", depth) for i, b in enumerate(self.items(d["branches"], where))
-            )
+            listed = self.items(d["branches"], where)
+            if len(listed) < 2:
+                raise InvalidJSON(f"{where}.branches", "cat(...) has at least two branches")
+            branches = tuple(self.nodes(b, f"{where}.branches[{i}]", depth) for i, b in enumerate(listed))
             return Concat(branches, self.span(d["span"], f"{where}.span"))
         raise InvalidJSON(where, "expected a Layer, Repeat, Residual or Concat object")
 

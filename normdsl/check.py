@@ -8,12 +8,13 @@ diagnostic, and all of them are raised together.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from normdsl import plugins
-from normdsl.ast import BlockDef, Repeat, Spec
+from normdsl.ast import BinOp, BlockDef, Ref, Repeat, Spec
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.layers import KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
@@ -176,9 +177,20 @@ class _Checker:
             for param in block.params:
                 if names.count(param.name) > 1:
                     self.error(f"parameter '{param.name}' appears twice in block '{block.name}'", param.span)
+                if param.default is not None and _symbolic(param.default):
+                    hint = f"write a value ({param.name}=4), and compute in the body: conv{{2*{param.name}}}"
+                    self.error(f"the default of parameter '{param.name}' must be a value", param.span, hint)
+            defaults = [p.default is not None for p in block.params]
+            if any(earlier and not later for earlier, later in itertools.pairwise(defaults)):
+                first = block.params[defaults.index(True)]
+                hint = f"put the parameters with defaults last: let {block.name}(f, s=1) = ..."
+                message = f"block '{block.name}': a parameter without a default follows '{first.name}', which has one"
+                self.error(message, block.name_span, hint)
             blocks.setdefault(block.name, block)
         for name, text in replacements.items():
             option, whole = flag(name), Span.at(text, 0, len(text))
+            if name in KINDS:
+                raise ValueError(f"{option}: '{name}' is a layer of the language, not a block; --set replaces blocks")
             override = parse(text, filename=option, limits=self.limits)
             if override.inputs or override.blocks or not override.body:
                 message = f"{option} takes layers, e.g. gn(32) or bn(eps=1e-5)"
@@ -287,6 +299,9 @@ class _Checker:
             if name in KERAS_NAMES:
                 hint = f"Keras names the model's input {name!r}; choose another name"
                 self.error(f"layer name {name!r} is taken by Keras", where[0], hint)
+            elif (auto := _AUTO_NAME.fullmatch(name)) is not None:
+                hint = f"Keras names unnamed layers {auto[1]}, {auto[1]}_1, ...; choose another name"
+                self.error(f"layer name {name!r} may be taken by Keras", where[0], hint)
             elif len(where) > 1:
                 message = f"layer name {name!r} is used {len(where)} times; Keras needs unique names"
                 self.error(
@@ -328,7 +343,24 @@ def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[s
     return out
 
 
+def _symbolic(value: object) -> bool:
+    """Whether a value holds arithmetic or a parameter's name ({f}, {2*f})."""
+    return isinstance(value, Ref | BinOp) or (isinstance(value, tuple) and any(_symbolic(v) for v in value))
+
+
 KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model
+
+
+def snake_case(keras_class: str) -> str:
+    """The name Keras gives an unnamed layer of a class (keras.src.utils.naming.to_snake_case)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", keras_class)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# conv2d, conv2d_1, re_lu_3: the names Keras makes up for unnamed layers of the classes specs use
+_CLASSES = {k.keras_class for k in KINDS.values()} | {k.with_args.keras_class for k in KINDS.values() if k.with_args}
+_CLASSES |= {k.keras_class for k in MERGES.values()}
+_AUTO_NAME = re.compile("(" + "|".join(sorted(snake_case(c) for c in _CLASSES)) + r")(_[0-9]+)?")
 
 
 def _shown(shape: Shape) -> str:

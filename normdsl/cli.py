@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import stat
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from normdsl import summary
 from normdsl.check import check
-from normdsl.diagnostics import RenderError, SpecError, render_all, shown
+from normdsl.diagnostics import RenderError, SpecError, one_line, render_all, shown
 from normdsl.layers import Shape
 from normdsl.limits import DEFAULT_LIMITS
 from normdsl.network import Network
@@ -104,7 +105,7 @@ def _shape(text: str) -> Shape:
 
 def _assignment(text: str) -> tuple[str, str]:
     name, sep, layers = text.partition("=")
-    if not sep or not name.strip().isidentifier():
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
         raise argparse.ArgumentTypeError(f"expected BLOCK=LAYERS, e.g. norm=gn(32); got {shown(text)[:80]!r}")
     return name.strip(), layers
 
@@ -197,8 +198,15 @@ def _verify(code: str, network: Network) -> int:
 
     keras_module()
     namespace: dict[str, object] = {"__name__": "normdsl_verify"}
-    exec(compile(code, "<generated>", "exec"), namespace)
-    model = namespace["build_model"]()  # type: ignore[operator]
+    try:
+        exec(compile(code, "<generated>", "exec"), namespace)
+        model = namespace["build_model"]()  # type: ignore[operator]
+    except Exception as exc:  # Keras refused what the checker accepted: say so, with Keras's words
+        print(
+            f"normdsl: verify: Keras cannot build the generated code: {shown(one_line(str(exc)))[:500]}",
+            file=sys.stderr,
+        )
+        return EXIT_SPEC
     found = differences(model, network)
     for line in found:
         print(f"normdsl: verify: {line}", file=sys.stderr)

@@ -143,7 +143,7 @@ def _excerpt(source: str, span: Span) -> list[str]:
         shown_text, shift = text[lo : lo + 160], lo
     else:
         shown_text, shift = text, 0
-    start = span.column - 1 - shift
+    start = min(max(span.column - 1 - shift, 0), len(shown_text))  # (a span from JSON may point anywhere)
     width = (span.end_column - span.column) if span.end_line == span.line else len(shown_text) - start
     width = max(1, min(width, max(1, len(shown_text) - start)))
     return [f"  {shown_text}", "  " + " " * start + "^" + "~" * (width - 1)]

@@ -4,6 +4,7 @@ unrolled, residual and branch paths wired. The result is the model's graph in cr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
@@ -250,6 +251,15 @@ class Expander:
         names = [p.name for p in block.params]
         bound: dict[str, Value] = {}
         ok = True
+        keys = [a.key is not None for a in use.args]
+        if any(earlier and not later for earlier, later in itertools.pairwise(keys)):
+            late = use.args[keys.index(True) + keys[keys.index(True) :].index(False)]
+            ok = self.problem(
+                f"block '{block.name}': a positional argument follows a keyword argument",
+                late.span,
+                stack,
+                "write positional arguments first: " + _signature(block),
+            )
         positional = use.positional
         if len(positional) > len(names):
             ok = self.problem(

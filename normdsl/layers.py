@@ -136,7 +136,8 @@ def _bad(p: Param, value: object, hint: str | None = None) -> Problem:
 def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    shown = repr(value)
+    return shown if len(shown) <= 80 else f"{shown[:60]}… ({len(shown):,} characters)"
 
 
 def _int(c: Config, key: str) -> int:
@@ -350,23 +351,27 @@ def split_problem(channels: list[int], groups: int) -> Problem:
     return Problem(f"{listed} channels cannot be split into {groups} groups", hint)
 
 
+_DIVISOR_SEARCH = 1024  # divisors are sought up to this (and their cofactors): a hint costs microseconds
+
+
 def _divisors(n: int, shown: int = 24) -> str:
-    """n's divisors in order, found in O(√n); beyond ``shown`` of them, the smallest and largest."""
+    """n's divisors in order (beyond ``shown`` of them, the smallest and largest); for n above
+    _DIVISOR_SEARCH², only those up to _DIVISOR_SEARCH and their cofactors, and the hint says so."""
     small, large = [], []
     d = 1
-    while d * d <= n:
+    while d * d <= n and d <= _DIVISOR_SEARCH:
         if n % d == 0:
             small.append(d)
             if d * d != n:
                 large.append(n // d)
         d += 1
     found = small + large[::-1]
-    if len(found) <= shown:
+    partial = d * d <= n  # stopped early: divisors between the two lists were not sought
+    if len(found) <= shown and not partial:
         return ", ".join(map(str, found))
-    half = shown // 2
-    return (
-        f"{', '.join(map(str, found[:half]))}, … ({len(found) - 2 * half} more), {', '.join(map(str, found[-half:]))}"
-    )
+    half = min(shown // 2, len(small))
+    rest = "possibly others" if partial else f"{len(found) - 2 * half} more"
+    return f"{', '.join(map(str, found[:half]))}, … ({rest}), {', '.join(map(str, found[-half:]))}"
 
 
 # ---- the registry ----------------------------------------------------------------------------

@@ -185,8 +185,9 @@ class _Builder:
                 return list(self.seq(node.body, src, dst, where))
             case Repeat() if where.loops >= MAX_LOOPS:  # a local function starts a new count of nested blocks
                 self.helpers += 1
+                name = f"repeat_{self.helpers}"  # (before the body, which may make helpers of its own)
                 body = self.node(node, "x", "x", _Where(where.scope, where.depth, 0, where.external))
-                return [ir.Nested(dst, f"repeat_{self.helpers}", src, tuple(body))]
+                return [ir.Nested(dst, name, src, tuple(body))]
             case Repeat():
                 first: list[ir.Op] = [] if src == dst else [ir.Copy(dst, src)]
                 loop = self.seq(node.body, dst, dst, where.inner(loop=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from normdsl.layers import Code
@@ -83,7 +84,14 @@ class SourceProgram:
 
 def comment(place: str, text: str) -> SafeText:
     """``groupnorm.nd:4:23  gn(16)``: where, two spaces, what."""
-    return SafeText(f"{safe_text(place)}  {safe_text(text)}")
+    return SafeText(f"{safe_text(place)}  {safe_text(text)}".rstrip())
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes as black counts them: East Asian wide characters two, combining ones none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def literal(value: object) -> str:
@@ -92,7 +100,12 @@ def literal(value: object) -> str:
     if isinstance(value, Code):
         return str(value)
     if isinstance(value, str):
-        return f'"{value}"' if value.isprintable() and not set(value) & {'"', "\\"} else repr(value)
+        if value.isprintable() and not set(value) & {'"', "\\"}:
+            return f'"{value}"'
+        written = repr(value)  # black's choice of quotes: double, unless that needs more escapes
+        return f'"{written[1:-1]}"' if written.startswith("'") and '"' not in value else written
+    if isinstance(value, float):
+        return repr(value).replace("e+", "e")  # black writes 1e16, not 1e+16
     if isinstance(value, tuple):
         return "(" + ", ".join(literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if value is None or isinstance(value, bool | int | float):
@@ -105,9 +118,18 @@ def formatted(code: str, indent: int) -> PyCode:
     """A statement as black writes it at ``indent`` levels: as it is when it fits the line, else
     split by black (once per distinct statement: formatting the whole module is what made large
     specs slow to build)."""
-    if 4 * indent + len(code) <= LINE_LENGTH:
+    if 4 * indent + width(code) <= LINE_LENGTH:
         return PyCode(code)
+    import gc
+
     import black  # slow to import: only when a statement needs it
+
+    if not gc.isenabled():  # (render pauses the collector; black's garbage needs it: 50 KB a call)
+        gc.enable()
+        try:
+            return formatted.__wrapped__(code, indent)
+        finally:
+            gc.disable()
 
     mode = black.Mode(line_length=max(LINE_LENGTH - 4 * indent, 1))
     if code.endswith(":"):  # a for or def header: black needs a body, which is dropped again

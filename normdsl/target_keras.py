@@ -25,6 +25,7 @@ from normdsl.pysource import (
     formatted,
     literal,
     safe_text,
+    width,
 )
 
 _RETURN = Statement(PyCode("return x"))
@@ -90,7 +91,7 @@ def _statement(code: str, origin: ir.Origin | None, indent: int) -> Statement:
     if origin is None:
         return Statement(text)
     note = comment(origin.place, origin.text)
-    trailing = "\n" not in text and 4 * indent + len(code) + 4 + len(note) <= LINE_LENGTH
+    trailing = "\n" not in text and 4 * indent + width(code) + 4 + width(note) <= LINE_LENGTH
     return Statement(text, note, trailing)
 
 

@@ -609,3 +609,118 @@ def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+# ---- found by an adversarial review after the first fixes ----------------------------------------
+
+
+def test_keras_auto_names_are_predicted_and_refused_as_layer_names(keras: Any) -> None:
+    from normdsl.check import _AUTO_NAME, _CLASSES, snake_case
+
+    every = (
+        "input(16, 16, 4) conv8(pad=same) bn ln in gn(2) relu(max=6) gelu dwconv(pad=same) sepconv8(pad=same)"
+        " maxpool avgpool upsample zeropad(1) res(relu) cat((gap), (gmp)) dense4 dropout(0.1) flatten"
+    )
+    network = normdsl.check(every)
+    namespace: dict[str, Any] = {"__name__": "generated"}
+    exec(compile(normdsl.render(network), "<generated>", "exec"), namespace)
+    model = namespace["build_model"]()  # unnamed layers: Keras names them
+    named = {type(layer).__name__: layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"}
+    assert set(named) == _CLASSES
+    for cls, name in named.items():
+        match = _AUTO_NAME.fullmatch(name)
+        assert match is not None and match[1] == snake_case(cls), (cls, name)
+    for name in ("conv2d", "conv2d_3", "activation", "add_1", "re_lu", "batch_normalization_12"):
+        assert "may be taken by Keras" in errors_of(f'input(8, 8, 3) conv8(name="{name}") relu')
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("let b(g={f}) = relu\ninput(4, 4, 3) b", "the default of parameter 'g' must be a value"),
+        ("let b(s=1, f) = conv{f}(s=s)\ninput(8, 8, 3) b(1, 8)", "a parameter without a default follows 's'"),
+        ("let b(f, s=1) = conv{f}(s=s)\ninput(8, 8, 3) b(s=1, 8)", "a positional argument follows a keyword"),
+        ("let b(a=1e999) = relu\ninput(4, 4, 3) b", "1e999 is too large a number"),
+        ("input(4, 4, 3) relu(max=-1e999)", "-1e999 is too large a number"),
+    ],
+)
+def test_block_signatures_and_values_python_cannot_write_are_diagnostics(text: str, expected: str) -> None:
+    assert expected in errors_of(text)
+
+
+def test_a_huge_string_is_lexed_in_bounded_memory_and_shown_shortened() -> None:
+    code = f"""
+import normdsl
+try:
+    normdsl.check('conv8(name="' + 'a' * 10_000_000 + '")')
+except normdsl.SpecError as e:
+    print(len(str(e)))
+{PEAK}
+"""
+    length, peak = run_bounded(code, 120).stdout.split()
+    assert int(length) < 1000 and int(peak) < 400  # 2.8 GB and a 10 MB message before
+
+
+def test_many_failing_group_norms_on_huge_channel_counts_stay_fast() -> None:
+    lines = [f"dwconv(k=1, mult={2_000_000_001 + 2 * i}) gn(7) conv1(k=1)" for i in range(3000)]
+    started = time.perf_counter()
+    with pytest.raises(normdsl.SpecError):
+        normdsl.check("input(1, 1, 1)\n" + "\n".join(lines))
+    assert time.perf_counter() - started < 60  # a bound against hangs: 161 s for 33,000 of them before
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["body"][0]["span"].update(column=10**12),
+        lambda d: d["body"].append({**d["body"][0], "type": "Concat", "branches": []}),
+        lambda d: d["body"].append(
+            {"type": "Repeat", "body": [], "count": 2, "span": d["body"][0]["span"], "count_span": None}
+        ),
+    ],
+)
+def test_json_with_impossible_spans_or_empty_bodies_is_refused(mutate: Any) -> None:
+    data = json.loads(normdsl.parse("input(8, 8, 3) conv8").to_json())
+    mutate(data)
+    with pytest.raises(InvalidJSON):
+        normdsl.Spec.from_json(json.dumps(data))
+
+
+def test_a_planted_cache_with_foreign_options_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path)
+    [written] = (cache / "normdsl").glob("parser-*.json")
+    data = json.loads(written.read_text())
+    data["data"]["options"]["_plugins"] = {"LexerThread": "x"}
+    written.write_text(json.dumps(data))
+    result = fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path)
+    assert result.stdout.strip() == "2" and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input(4) relu(max=1e16)",  # black writes 1e16, repr 1e+16
+        'let b(a="x\\ty") = relu\ninput(4) b',  # repr's quotes are not black's
+        'input(4) relu(name="n")  # 中文中文中文中文中文中文中文中文中文中文中文',  # wide characters count twice
+    ],
+)
+def test_values_and_wide_text_are_written_as_black_writes_them(text: str) -> None:
+    import black
+
+    code = normdsl.render(normdsl.parse(text, filename="中文中文中文中文中文中文中文.nd"))
+    assert black.format_str(code, mode=black.Mode()) == code
+
+
+def test_set_refuses_a_layer_name_and_a_non_ascii_block_name() -> None:
+    with pytest.raises(ValueError, match="is a layer of the language"):
+        normdsl.check("input(4) relu", replace={"relu": "gelu"})
+    result = subprocess.run(
+        [sys.executable, "-m", "normdsl", "check", "-", "--set", "é=relu"],
+        input="input(4) relu",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "expected BLOCK=LAYERS" in result.stderr
