@@ -31,6 +31,16 @@ CASES: list[tuple[str, str]] = [  # (what, Python code that makes `text` and han
     ("5 MB of `relu `", 'check("relu " * 1_000_000)'),
     ("`input(1, 1, 1, …)`, 3,000,000 numbers (9 MB)", 'check("input(" + "1, " * 3_000_000 + "1)")'),
     ("a 5,000-digit width `conv999…`", 'check("conv" + "9" * 5000)'),
+    ("a 10 MB string `conv8(name=\"aaa…\")`", 'check(\'conv8(name="\' + "a" * 10_000_000 + \'")\')'),
+    (
+        "33,000 failing `gn(7)` on channel counts near 2·10⁹ (1.3 MB)",
+        'check("input(1, 1, 1)\\n" + "\\n".join(f"dwconv(k=1, mult={2_000_000_001 + 2 * i}) gn(7) conv1(k=1)" '
+        'for i in range(33_000)))',
+    ),
+    (
+        "5,000 layers with 50-character names: check + render",
+        'render(check("input(4)\\n" + "\\n".join(f\'relu(name="L{i:06d}{"a" * 44}")\' for i in range(5000))))',
+    ),
     ("100,000 layers `conv8(pad=same) relu` ×50,000: check", 'check("input(32, 32, 3) " + "conv8(pad=same) relu " * 50_000)'),
     (
         "the same 100,000 layers: check + render (build)",
