@@ -206,9 +206,13 @@ def _slide(
     return h, w
 
 
-def _strides_dilation(c: Config) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+def _strides_dilation(
+    c: Config, *, exclusive: bool = False
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Kernel, strides and dilation; ``exclusive``: Conv2D refuses strides and dilation both above 1
+    (DepthwiseConv2D and SeparableConv2D compute them together)."""
     k, s, d = pair(c["kernel_size"]), pair(c["strides"]), pair(c["dilation_rate"])
-    if max(s) > 1 and max(d) > 1:
+    if exclusive and max(s) > 1 and max(d) > 1:
         raise Problem(
             f"strides {s} cannot be combined with dilation {d} (Keras allows only one of them above 1)",
             "use s=1 with dilation, or dilation=1 with strides",
@@ -218,7 +222,7 @@ def _strides_dilation(c: Config) -> tuple[tuple[int, int], tuple[int, int], tupl
 
 def conv(shape: Shape, c: Config) -> Figures:
     _need_rank(shape, 3)
-    k, s, d = _strides_dilation(c)
+    k, s, d = _strides_dilation(c, exclusive=True)
     g, f = _int(c, "groups"), _int(c, "filters")
     problems = []
     if shape[2] % g or f % g:

@@ -126,6 +126,9 @@ def depthwise_or_separable(draw: Any) -> Twin:
     if draw(st.booleans()):
         kw["padding"] = draw(st.sampled_from(["valid", "same"]))
         spec_args.append(f"pad={kw['padding']}")
+    if draw(st.integers(0, 3)) == 0:  # with strides too: Keras computes both for these two (not for Conv2D)
+        d_text, kw["dilation_rate"] = _pair(draw, 1, 2)
+        spec_args.append(f"dilation={d_text}")
     if draw(st.booleans()):
         kw["depth_multiplier"] = draw(st.integers(1, 3))
         spec_args.append(f"mult={kw['depth_multiplier']}")

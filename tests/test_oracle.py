@@ -94,3 +94,15 @@ def test_random_spec_figures_hold_for_rank1_feature_stacks(keras: Any, model: An
     network = normdsl.check(text)
     reference = keras_model(keras, (shape[0] * shape[1],), [*features, Twin("", lambda L: L.Dense(3))])
     assert checker_rows(network) == keras_rows(reference), text
+
+
+@pytest.mark.parametrize("pad", ["valid", "same"])
+def test_depthwise_and_separable_take_strides_with_dilation_as_keras_does(keras: Any, pad: str) -> None:
+    network = normdsl.check(f"input(17, 15, 4) dwconv(s=2, dilation=2, pad={pad}) sepconv6(s=2, dilation=2, pad={pad})")
+    L = keras.layers
+    inputs = keras.Input((17, 15, 4))
+    x = L.DepthwiseConv2D(3, strides=2, dilation_rate=2, padding=pad)(inputs)
+    x = L.SeparableConv2D(6, 3, strides=2, dilation_rate=2, padding=pad)(x)
+    assert checker_rows(network) == keras_rows(keras.Model(inputs, x))
+    with pytest.raises(normdsl.SpecError, match="cannot be combined with dilation"):
+        normdsl.check("input(17, 15, 4) conv8(s=2, dilation=2)")  # Conv2D refuses it
