@@ -12,12 +12,13 @@ import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import assert_never
 
 from normdsl import plugins
-from normdsl.ast import BinOp, BlockDef, Ref, Repeat, Spec
+from normdsl.ast import BinOp, BlockDef, Concat, Layer, Node, Ref, Repeat, Residual, Spec, Word
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
-from normdsl.layers import KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
+from normdsl.layers import ACTIVATIONS, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
@@ -177,6 +178,9 @@ class _Checker:
             for param in block.params:
                 if names.count(param.name) > 1:
                     self.error(f"parameter '{param.name}' appears twice in block '{block.name}'", param.span)
+                if param.name in _VALUE_WORDS and param.name in _words(block.body):
+                    message = f"parameter '{param.name}' of block '{block.name}' hides the word {param.name}: in the body, {param.name} means the parameter"
+                    self.warn(message, param.span, f"rename the parameter, e.g. {param.name}_")
                 if param.default is not None and _symbolic(param.default):
                     hint = f"write a value ({param.name}=4), and compute in the body: conv{{2*{param.name}}}"
                     self.error(f"the default of parameter '{param.name}' must be a value", param.span, hint)
@@ -341,6 +345,33 @@ def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[s
         if not isinstance(name, str) or not name.isidentifier() or not isinstance(text, str):
             raise TypeError(f"replace= maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}")
     return out
+
+
+# Words that mean something as argument values (pad=same, act=relu, interp=nearest).
+_VALUE_WORDS = frozenset(c for k in KINDS.values() for p in k.params for c in p.choices) | frozenset(ACTIVATIONS)
+
+
+def _words(node: Node) -> set[str]:
+    """The bare words a block body uses as argument values."""
+    match node:
+        case Layer():
+            found: set[str] = set()
+            stack: list[object] = [a.value for a in node.args]
+            while stack:
+                value = stack.pop()
+                if isinstance(value, Word):
+                    found.add(value)
+                elif isinstance(value, tuple):
+                    stack.extend(value)
+            return found
+        case Repeat():
+            return set().union(*(_words(n) for n in node.body))
+        case Residual():
+            return set().union(*(_words(n) for n in (*node.body, *(node.shortcut or ()))))
+        case Concat():
+            return set().union(*(_words(n) for branch in node.branches for n in branch))
+        case _:
+            assert_never(node)
 
 
 def _symbolic(value: object) -> bool:
