@@ -202,7 +202,7 @@ class InvalidJSON(ValueError):
         super().__init__(f"not a normdsl Spec: {where}: {problem}")
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the grammar's NAME: block, parameter and kind names
 _OPS = ("+", "-", "*", "//")
 _MAX_OFFSET = 16 * 1024 * 1024
 
@@ -230,7 +230,7 @@ class _Decoder:
         return data
 
     def name(self, data: object, where: str) -> str:
-        if not isinstance(data, str) or not _IDENTIFIER.fullmatch(data) or len(data) > 1000:
+        if not isinstance(data, str) or not IDENTIFIER.fullmatch(data) or len(data) > 1000:
             raise InvalidJSON(where, f"expected a name (letters, digits, _), got {data!r:.60}")
         return data
 

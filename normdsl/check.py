@@ -153,8 +153,7 @@ class _Checker:
             self.error("input(...) must come before the first layer", decl.span, "move it to the top of the spec")
         shape = tuple(override) if override is not None else decl.shape if decl else DEFAULT_INPUT
         if not shape or any(not isinstance(n, int) or not 1 <= n <= self.limits.max_dim for n in shape):
-            if override is not None or decl is None:
-                raise ValueError(f"input shape must be one or more positive integers, got {shape}")
+            assert decl is not None  # check() validated an override, and the default is valid
             hint = f"e.g. input(224, 224, 3) or input(784); each dimension at most {self.limits.max_dim:,}"
             self.error(
                 f"input dimensions must be from 1 to {self.limits.max_dim:,}, got {_shown(shape)}", decl.span, hint

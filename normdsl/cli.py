@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import signal
 import stat
 import sys
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from normdsl import summary
+from normdsl.ast import IDENTIFIER
 from normdsl.check import check
 from normdsl.diagnostics import RenderError, SpecError, one_line, render_all, shown
 from normdsl.layers import Shape
@@ -105,7 +105,7 @@ def _shape(text: str) -> Shape:
 
 def _assignment(text: str) -> tuple[str, str]:
     name, sep, layers = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+    if not sep or not IDENTIFIER.fullmatch(name.strip()):
         raise argparse.ArgumentTypeError(f"expected BLOCK=LAYERS, e.g. norm=gn(32); got {shown(text)[:80]!r}")
     return name.strip(), layers
 

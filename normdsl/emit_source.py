@@ -204,9 +204,7 @@ _MARKDOWN = re.compile(r"([`*_\[\]<>&|#!~])")
 def _printable(value: object) -> object:
     if isinstance(value, markupsafe.Markup | PyCode | SafeText):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return markupsafe.Markup(repr(value))
-    if isinstance(value, bool):
+    if isinstance(value, int | float):  # bools too: True, False
         return markupsafe.Markup(repr(value))
     raise TemplateProblem(f"a template printed {type(value).__name__} {str(value)[:60]!r}; print text with |text")
 
@@ -228,7 +226,7 @@ def source_model(network: Network, *, strategy: str = "default") -> SourceModel:
         spec_lines=tuple(safe_text(line) for line in network.source.strip("\n").split("\n")),
         totals=safe_text(totals_line(network)),
         input_shape=PyCode(repr(tuple(int(n) for n in network.input_shape))),
-        imports=target_keras.imports((layer.module, layer.keras_class) for layer in network.layers),
+        imports=target_keras.imports(_plugins(network)),
         name=PyCode(literal(network.name)),
         functions=structure.functions,
         body=structure.body,

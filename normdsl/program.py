@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import assert_never
 
 from normdsl import ir
-from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
+from normdsl.ast import IDENTIFIER, Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
 from normdsl.layers import KINDS, Code, Merge
@@ -66,7 +66,6 @@ TEMPLATE_NAMES = frozenset(
 )
 # The variables generated code makes itself: y, shortcut_2, branch_1, branch_3_2, repeat_4.
 _INTERNAL = re.compile(r"(y|shortcut|branch|repeat)(_[0-9]+)*")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _reserved(name: str) -> bool:
@@ -103,7 +102,7 @@ class Namespace:
 
 
 def _fresh(name: str, taken: set[str]) -> str:
-    if not _IDENTIFIER.fullmatch(name):
+    if not IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a spec identifier (letters, digits and _, not starting with a digit)")
     if name.startswith("_"):  # generated names never start with _ (the safety check refuses _ names: __import__)
         name = "u" + name
