@@ -23,7 +23,7 @@ from lark import Lark, Token, Tree
 from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.grammar import Rule
-from lark.lexer import TerminalDef
+from lark.lexer import PatternStr, TerminalDef
 
 from normdsl._paths import data_dir
 from normdsl.ast import (
@@ -44,6 +44,7 @@ from normdsl.ast import (
     Word,
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
+from normdsl.hints import expected, pair_rewrite, spaced_call_rewrite
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.util import paused_gc
 
@@ -435,29 +436,10 @@ _NESTING = {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordi
 
 # ---- syntax errors in plain words -------------------------------------------------------------
 
-_WORDS = {
-    "NAME": "a layer name",
-    "CALL": "a layer with arguments",
-    "INPUT_CALL": "input(...)",
-    "INT": "an integer",
-    "FLOAT": "a number",
-    "STRING": 'a "string"',
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "COMMA": "','",
-    "STAR": "'*'",
-    "EQUAL": "'='",
-    "$END": "the end of the spec",
-}
-
 # Common mistakes, recognised by the parser state they leave it in (lark's match_examples).
+_SPACED = "a call written with a space"  # a label: the hint rewrites what was typed (gn (16) -> gn(16))
 _MISTAKES: dict[str, list[str]] = {
-    "write arguments right after the name, with no space: gn(16), not gn (16)": [
-        "gn (16)",
-        "conv64 (k=5)",
-        "gn 16",
-        "conv64 k=5",
-    ],
+    _SPACED: ["gn (16)", "conv64 (k=5)", "gn 16", "conv64 k=5"],
     "a repetition needs a count after '*', e.g. conv64*3": ["conv64*", "conv64 * relu", "(bn relu)*"],
     "close the argument list with ')'": ["conv64(k=5", "gn(16", "conv64(k=5, s=2"],
     "separate arguments with commas; a pair is written (3, 3)": ["conv64(k=5 s=2)", "conv64(k=3x3)", "maxpool(3 3)"],
@@ -474,35 +456,66 @@ _MISTAKES: dict[str, list[str]] = {
 
 _CHAR_HINTS = {
     "'": 'strings use double quotes: name="stem"',
-    "{": "{expressions} are not part of the language (yet)",
-    "}": "{expressions} are not part of the language (yet)",
     "\ufeff": "remove the byte-order mark (U+FEFF) from the file",
 }
 
 
+@functools.cache
+def _token_texts() -> dict[str, str | None]:
+    """Each token's text if it is plain text ("res(", "="), else None (a pattern such as NAME's)."""
+    return {t.name: t.pattern.value if isinstance(t.pattern, PatternStr) else None for t in _lark().terminals}
+
+
 def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
+    """A lark error in words: what was found, a hint (a known mistake rewritten, else the tokens that
+    could have come), and a note at the bracket still open if it was opened on an earlier line."""
     pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
+    texts = _token_texts()
+    opened = _unclosed(exc)
+    notes = _opened_here(opened) if opened is not None and opened.line != exc.line else ()
     if isinstance(exc, UnexpectedCharacters):
         char = text[pos] if pos < len(text) else ""
         shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-        hint = _CHAR_HINTS.get(char) or _expected(exc.allowed)
-        return Diagnostic("error", f"unexpected character {shown}", Span.at(text, pos), hint)
+        hint = _CHAR_HINTS.get(char) or expected(exc.allowed, texts)
+        if char == "/":
+            in_braces = "//" in {texts.get(n) for n in exc.allowed}
+            hint = "use // for integer division" + ("" if in_braces else ", in braces: k={f//2}")
+        return Diagnostic("error", f"unexpected character {shown}", Span.at(text, pos), hint, notes)
+    assert isinstance(exc, UnexpectedToken)  # (LALR reports the end of the text as the token $END)
     # use_accepts=True would be more precise, but lark 1.3.1 crashes formatting a debug message with it
     hint = exc.match_examples(_lark().parse, _MISTAKES, use_accepts=False)
-    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        token = exc.token
-        if token.type == "INPUT_CALL":
-            hint = "input(...) may only be the first statement"
-        return Diagnostic(
-            "error", f"unexpected {str(token)!r}", _span(token), hint or _expected(exc.accepts or exc.expected)
-        )
-    expected = _expected(exc.accepts or exc.expected) if isinstance(exc, UnexpectedToken) else None
+    token = exc.token
+    if hint == _SPACED:  # (or a state like it: then the tokens expected say more)
+        hint = spaced_call_rewrite(text, pos) if token.type != "$END" else None
+    if token.type == "INPUT_CALL":
+        hint = "input(...) may only be the first statement"
+    elif token.type == "NAME" and "COMMA" in exc.accepts and not (opened and opened.type == "INPUT_CALL"):
+        hint = pair_rewrite(text, pos, str(token)) or hint
+    hint = hint or expected(exc.accepts or exc.expected, texts)
+    if token.type != "$END":
+        return Diagnostic("error", f"unexpected {str(token)!r}", _span(token), hint, notes)
     end = len(text.rstrip())  # just after the last thing written, not on a trailing empty line
-    return Diagnostic("error", "the spec ends too early", Span.at(text, end, 0), hint or expected)
+    notes = _opened_here(opened) if opened is not None else ()
+    return Diagnostic("error", "the spec ends too early", Span.at(text, end, 0), hint, notes)
 
 
-def _expected(names: set[str] | frozenset[str] | None) -> str | None:
-    if not names:
-        return None
-    words = sorted({_WORDS.get(n, n) for n in names if not n.startswith("__")})
-    return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+def _unclosed(exc: UnexpectedInput) -> Token | None:
+    """The innermost '(' or '{' still open where the parser stopped. Finished groups, calls and
+    expressions are trees on the parser's stack; the tokens still on it are matched like brackets
+    ("conv{" opens, "}(" closes and opens, ")" closes)."""
+    state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
+    opened: list[Token] = []
+    for value in getattr(state, "value_stack", ()):
+        if isinstance(value, Token):
+            if value.startswith((")", "}")) and opened:
+                opened.pop()
+            if value.endswith(("(", "{")):
+                opened.append(value)
+    return opened[-1] if opened else None
+
+
+def _opened_here(token: Token) -> tuple[tuple[str, Span], ...]:
+    """A note pointing at the bracket that ends ``token`` (the '(' of conv64()."""
+    span = _span(token)
+    bracket = Span(span.end_line, span.end_column - 1, span.end_line, span.end_column, span.end - 1, span.end)
+    return ((f"'{token[-1]}' opened here", bracket),)
