@@ -82,11 +82,13 @@ class Repeat:
 
 @dataclass(frozen=True, slots=True)
 class Residual:
-    """``res(body)`` adds the input to the body's output; ``res(body, shortcut=path)`` projects the input first."""
+    """``res(body)`` adds the input to the body's output; ``res(body, shortcut=path)`` projects the input first.
+    ``gate(body)`` (``gate``) multiplies instead: the input scaled by what the body computes from it."""
 
     body: tuple[Node, ...]
     shortcut: tuple[Node, ...] | None
     span: Span
+    gate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,10 +320,13 @@ class _Decoder:
                 body, self.expr(d["count"], f"{where}.count", depth), self.span(d["span"], f"{where}.span"), count_span
             )
         if kind == "Residual":
-            d = self.obj(data, where, "Residual", ("body", "shortcut", "span"))
+            d = self.obj(data, where, "Residual", ("body", "shortcut", "span"), optional=("gate",))
             shortcut = None if d["shortcut"] is None else self.nodes(d["shortcut"], f"{where}.shortcut", depth)
+            gate = d.get("gate", False)
+            if not isinstance(gate, bool):
+                raise InvalidJSON(f"{where}.gate", f"expected true or false, got {gate!r:.60}")
             return Residual(
-                self.nodes(d["body"], f"{where}.body", depth), shortcut, self.span(d["span"], f"{where}.span")
+                self.nodes(d["body"], f"{where}.body", depth), shortcut, self.span(d["span"], f"{where}.span"), gate
             )
         if kind == "Concat":
             d = self.obj(data, where, "Concat", ("branches", "span"))

@@ -8,6 +8,7 @@ diagnostic, and all of them are raised together.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from collections.abc import Mapping
@@ -18,8 +19,7 @@ from normdsl import plugins
 from normdsl.ast import BinOp, BlockDef, Concat, Layer, Node, Ref, Repeat, Residual, Spec, Word
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
-from normdsl.hints import layer_hint
-from normdsl.layers import ACTIVATIONS, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
+from normdsl.layers import ACTIVATIONS, COMPOSITES, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
@@ -94,7 +94,8 @@ class _Checker:
         """Report ``before`` + where the instance's block is used + ``after``."""
         message = before + context(inst.stack, span) + after
         key = before + context(inst.stack, span, with_use=False) + after
-        self.error(message, span, hint, notes(inst.stack, span), key)
+        shown = self.expander.where(span, inst.stack)[0]  # inside a composite or --set's text: its use
+        self.error(message, shown, hint, notes(inst.stack, shown), key)
 
     def warn(self, message: str, span: Span, hint: str | None = None) -> None:
         diagnostic = Diagnostic("warning", message, span, hint)
@@ -115,7 +116,9 @@ class _Checker:
         self.block_names = list(blocks)
         if self.failed():
             raise self.fail()
-        expander = Expander(self.spec, blocks, replacements, self.limits, self.error)
+        composites = {name: block for name, block in _composites().items() if name not in blocks}
+        sources = replacements | {name: COMPOSITES[name].definition for name in composites}
+        self.expander = expander = Expander(self.spec, blocks, sources, self.limits, self.error, composites)
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
@@ -127,7 +130,7 @@ class _Checker:
             else:
                 message = f"the spec uses no block '{name}': {flag(name)} changes nothing"
                 self.warn(message, _whole(self.spec), did_you_mean(name, [b.name for b in self.spec.blocks]))
-        net, index = self.infer_all(instances, shape)
+        net, output = self.infer_all(instances, shape)
         self.check_names(net)
         if not self.failed():
             self.warnings(net)
@@ -141,8 +144,11 @@ class _Checker:
             layers=tuple(net),
             warnings=tuple(self.diagnostics),
             spec=dataclasses.replace(self.spec, blocks=tuple(blocks.values())),
-            output=index[len(instances) - 1] if instances else -1,
+            output=output,
             replaced=tuple(replacements.items()),
+            composites=tuple(
+                composites[name] for name in sorted({b for layer in net for b in layer.blocks} & composites.keys())
+            ),
         )
 
     def input(self, override: Shape | None) -> Shape | None:
@@ -206,19 +212,39 @@ class _Checker:
             blocks[name] = BlockDef(name, (), body, whole, whole)
         return blocks
 
-    def infer_all(self, instances: list[Instance], shape: Shape | None) -> tuple[list[NetLayer], dict[int, int]]:
-        """Resolve and infer every instance; return the network's layers and instance → layer indices."""
+    def infer_all(self, instances: list[Instance], shape: Shape | None) -> tuple[list[NetLayer], int]:
+        """Resolve and infer every instance; return the network's layers and the output layer's index."""
         net: list[NetLayer] = []
-        index: dict[int, int] = {MODEL_INPUT: -1}
-        shapes: dict[int, Shape] = {} if shape is None else {MODEL_INPUT: shape}
+        output = self.infer_list(instances, {} if shape is None else {MODEL_INPUT: (shape, -1)}, net)
+        self.report_splits()
+        return net, -1 if output is None else output[1]
+
+    def infer_list(
+        self, instances: list[Instance], known: dict[int, tuple[Shape, int]], net: list[NetLayer]
+    ) -> tuple[Shape, int] | None:
+        """Infer ``instances`` (inputs by index in the list; MODEL_INPUT is ``known``'s entry) into
+        ``net``; return the last one's shape and layer index (None when unknown). Composites expand here."""
+        known = dict(known)
         for i, inst in enumerate(instances):
+            if inst.merge is None and inst.kind in self.expander.composites:
+                if inst.inputs[0] in known:
+                    x = known[inst.inputs[0]]
+                    inner = self.expander.composite(inst, x[0][-1])
+                    out = self.infer_list(inner, {MODEL_INPUT: x}, net) if inner else None
+                    if out is not None:
+                        known[i] = out
+                continue
             call = self.resolve(inst)
-            if call is None or any(j not in shapes for j in inst.inputs):
+            if call is None or any(j not in known for j in inst.inputs):
                 continue  # an input's shape is unknown: the arguments were checked, the shapes cannot be
-            layer = self.infer(inst, call, tuple(shapes[j] for j in inst.inputs), tuple(index[j] for j in inst.inputs))
+            inputs = tuple(known[j] for j in inst.inputs)
+            layer = self.infer(inst, call, tuple(s for s, _ in inputs), tuple(n for _, n in inputs))
             if layer is not None:
-                shapes[i], index[i] = layer.output_shape, len(net)
+                known[i] = layer.output_shape, len(net)
                 net.append(layer)
+        return known.get(len(instances) - 1)
+
+    def report_splits(self) -> None:
         for (span, text, _, groups), (inst, channels) in self.splits.items():
             problem = split_problem(channels, groups)
             if len(set(channels)) == 1:
@@ -226,7 +252,6 @@ class _Checker:
             else:  # one site, many uses: name the block, not one of its uses
                 where = context(inst.stack, span, with_use=False)
                 self.error(f"{text}{where}: {problem.message}", span, problem.hint, notes(inst.stack, span))
-        return net, index
 
     def resolve(self, inst: Instance) -> KerasCall | None:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
@@ -245,7 +270,7 @@ class _Checker:
     def _resolve(self, inst: Instance) -> KerasCall | None:
         kind = plugins.kind(inst.kind)
         if kind is None:
-            hint = layer_hint(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
+            hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
             if inst.kind == NORM:
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
             self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
@@ -328,6 +353,16 @@ class _Checker:
         if total > self.limits.warn_params:
             hint = f"more than the {self.limits.warn_params:,} expected of a spec"
             self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
+
+
+@functools.cache
+def _composites() -> dict[str, BlockDef]:
+    """The composite kinds' definitions, parsed (once)."""
+    out = {}
+    for name, composite in COMPOSITES.items():
+        (block,) = parse(composite.definition, filename=name).blocks
+        out[name] = block
+    return out
 
 
 def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[str, str]:

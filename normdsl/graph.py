@@ -50,9 +50,18 @@ class TooBig(Exception):
 
 class Expander:
     def __init__(
-        self, spec: Spec, blocks: dict[str, BlockDef], sources: dict[str, str], limits: Limits, report: Report
+        self,
+        spec: Spec,
+        blocks: dict[str, BlockDef],
+        sources: dict[str, str],
+        limits: Limits,
+        report: Report,
+        composites: dict[str, BlockDef] | None = None,
     ):
+        """``sources``: the text of blocks not written in the spec (--set's, composites'), by name;
+        ``composites``: the composite kinds' blocks, expanded once their input's channels are known."""
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
+        self.composites = composites or {}
         self.instances: list[Instance] = []
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
         self.quiet = 0  # > 0 while sizing: problems are not reported twice
@@ -123,6 +132,11 @@ class Expander:
 
     def _size_layer(self, node: Layer, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         block = block_used(self.blocks, node)
+        if block is None and node.kind in self.composites and len(stack) < self.limits.max_call_depth:
+            composite = self.composites[node.kind]  # its size does not depend on the channels
+            return self._size(
+                composite.body, {p.name: 1 for p in composite.params}, (*stack, Use(node.kind, node.span))
+            )
         if block is None:
             return 1
         if block.name in (u.block for u in stack) or len(stack) >= self.limits.max_call_depth:
@@ -163,7 +177,7 @@ class Expander:
             case Residual():
                 shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
                 body = self.seq(node.body, x, env, stack)
-                return self.merge(Merge.RES, (shortcut, body), node.span, stack)
+                return self.merge(Merge.GATE if node.gate else Merge.RES, (shortcut, body), node.span, stack)
             case Concat():
                 branches = tuple(self.seq(branch, x, env, stack) for branch in node.branches)
                 return self.merge(Merge.CAT, branches, node.span, stack)
@@ -199,6 +213,10 @@ class Expander:
         block = block_used(self.blocks, layer)
         if block is not None:
             return self.call(block, layer, x, env, stack)
+        if layer.kind in self.composites and layer.width is not None:
+            hint = f"write {layer.kind}(...): its widths come from its input's channels"
+            self.problem(f"{layer.kind} takes no width", layer.name_span, stack, hint)
+            return UNKNOWN
         width: int | None = None
         if layer.width is not None:
             value = self.value(layer.width, env, stack)
@@ -218,11 +236,33 @@ class Expander:
         return self.add(layer.kind, (x,), span, text, stack, width, tuple(args))
 
     def where(self, span: Span, stack: tuple[Use, ...]) -> tuple[Span, str]:
-        """Span and text of a node; inside a block from outside the spec (--norm), its use site in the spec."""
-        for use in stack:
-            if use.block in self.sources:
-                return use.span, one_line(self.sources[use.block][span.start : span.end])
-        return span, one_line(self.spec.source[span.start : span.end])
+        """Span and text of a node; inside a block not written in the spec (--norm, a composite), the
+        text from that block's source and the span of the innermost use written in the spec."""
+        if not stack or stack[-1].block not in self.sources:
+            return span, one_line(self.spec.source[span.start : span.end])
+        text = one_line(self.sources[stack[-1].block][span.start : span.end])
+        inner = max(i for i in range(len(stack)) if i == 0 or stack[i - 1].block not in self.sources)
+        return stack[inner].span, text
+
+    def composite(self, inst: Instance, channels: int) -> list[Instance]:
+        """A composite kind's layers for an input of ``channels`` channels, indexed from 0, applied
+        to MODEL_INPUT (standing for the composite's input); [] after reporting a problem."""
+        block = self.composites[inst.kind]
+        channels_param = block.params[0].name
+        if any(a.key == channels_param for a in inst.args):
+            hint = f"{inst.kind}'s {channels_param} is its input's channels: leave it out"
+            self.problem(f"{channels_param} cannot be given to {inst.kind}", inst.span, inst.stack, hint)
+            return []
+        use = Layer(inst.kind, None, (Arg(None, channels, inst.span), *inst.args), inst.span, inst.span)
+        outer, self.instances = self.instances, []
+        try:
+            x = self.call(block, use, MODEL_INPUT, {}, inst.stack)
+            return self.instances if x != UNKNOWN else []
+        except TooBig:
+            self.problem(f"{inst.text} expands to more than {self.limits.max_layers:,} layers", inst.span, inst.stack)
+            return []
+        finally:
+            self.instances = outer
 
     # ---- blocks -----------------------------------------------------------------------------
 
@@ -359,7 +399,8 @@ class Expander:
 
     def problem(self, message: str, span: Span, stack: tuple[Use, ...], hint: str | None = None) -> bool:
         if not self.quiet:
-            self.report(message + context(stack, span), span, hint, notes(stack, span))
+            shown = self.where(span, stack)[0]  # inside a composite or --set's text: where it is used
+            self.report(message + context(stack, span), shown, hint, notes(stack, shown))
         return False
 
 

@@ -93,6 +93,7 @@ class Block:
     origin: Origin  # for a block replaced from outside the spec: place --norm, text the layers given
     replaced: bool
     body: tuple[Op, ...]
+    channels: str | None = None  # a composite kind's parameter bound to x's channels, not passed by callers
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,7 +269,7 @@ def pool(shape: Shape, c: Config) -> Figures:
 
 def global_pool(shape: Shape, c: Config) -> Figures:
     _need_rank(shape, 3)
-    return Figures((shape[2],))
+    return Figures((1, 1, shape[2]) if c["keepdims"] else (shape[2],))
 
 
 def flatten(shape: Shape, c: Config) -> Figures:
@@ -335,6 +335,19 @@ def add(shapes: tuple[Shape, ...], c: Config) -> Figures:
             f"make the body end in {_fmt(shortcut)}, or project the input: res(..., shortcut=conv{body[-1]}(k=1) bn)",
         )
     return Figures(body)
+
+
+def multiply(shapes: tuple[Shape, ...], c: Config) -> Figures:
+    """Keras's Multiply: shapes broadcast as NumPy's do (aligned on the last axis; a 1 stretches)."""
+    x, gate = shapes
+    n = max(len(x), len(gate))
+    padded = [(1,) * (n - len(s)) + s for s in (x, gate)]
+    if any(a != b and 1 not in (a, b) for a, b in zip(*padded, strict=True)):
+        raise Problem(
+            f"the gate's output {_fmt(gate)} cannot scale its input {_fmt(x)}",
+            f"end the gate in {_fmt(x)}, or in ({x[-1]},) or (1, 1, {x[-1]}): gap(keepdims=true) conv{x[-1]}(k=1)",
+        )
+    return Figures(tuple(max(a, b) for a, b in zip(*padded, strict=True)))
 
 
 def concat(shapes: tuple[Shape, ...], c: Config) -> Figures:
@@ -440,6 +453,8 @@ def _conv_params(*extra: Param) -> tuple[Param, ...]:
 
 _MULTIPLIER = Param("mult", "depth_multiplier", "int", 1, lo=1)
 
+
+_KEEPDIMS = Param("keepdims", "keepdims", "bool", False)
 
 _RELU = LayerKind(
     "relu",
@@ -547,11 +562,15 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         "gap",
         "GlobalAveragePooling2D",
         _one(global_pool),
-        "GlobalAveragePooling2D: (H, W, C) → (C,)",
-        params=(_name(),),
+        "GlobalAveragePooling2D: (H, W, C) → (C,), or (1, 1, C) with keepdims=true",
+        params=(_KEEPDIMS, _name()),
     ),
     LayerKind(
-        "gmp", "GlobalMaxPooling2D", _one(global_pool), "GlobalMaxPooling2D: (H, W, C) → (C,)", params=(_name(),)
+        "gmp",
+        "GlobalMaxPooling2D",
+        _one(global_pool),
+        "GlobalMaxPooling2D: (H, W, C) → (C,), or (1, 1, C) with keepdims=true",
+        params=(_KEEPDIMS, _name()),
     ),
     LayerKind("flatten", "Flatten", _one(flatten), "Flatten", params=(_name(),)),
     LayerKind(
@@ -600,18 +619,45 @@ _KIND_LIST: tuple[LayerKind, ...] = (
 
 
 class Merge(enum.Enum):
-    """How paths are joined: res(...) adds, cat(...) concatenates. Not written as layers in specs."""
+    """How paths are joined: res(...) adds, gate(...) multiplies, cat(...) concatenates. Not written as layers."""
 
     RES = "res"
     CAT = "cat"
+    GATE = "gate"
 
 
 MERGES: dict[Merge, LayerKind] = {
     Merge.RES: LayerKind("res", "Add", add, "Add()([shortcut, body])"),
+    Merge.GATE: LayerKind("gate", "Multiply", multiply, "Multiply()([x, gate])"),
     Merge.CAT: LayerKind("cat", "Concatenate", concat, "Concatenate(axis=-1)(branches)", fixed=(("axis", -1),)),
 }
 
 KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """A kind that expands, once its input's shape is known, into several layers: a block written in
+    the language whose first parameter is bound to the input's channels (the caller passes the rest).
+    The summary and the generated code show it as one unit (a function of its own)."""
+
+    name: str
+    definition: str  # let se(c, r=4) = ...: c is the input's channels
+    doc: str
+
+
+COMPOSITES: dict[str, Composite] = {
+    c.name: c
+    for c in (
+        Composite(
+            "se",
+            "let se(c, r=4, act=relu, gating=sigmoid) = "
+            "gate(gap(keepdims=true) conv{c // r}(k=1, act=act) conv{c}(k=1, act=gating))",
+            "squeeze-and-excitation: the input times a per-channel gate computed from its average,"
+            " through a bottleneck of C // r channels",
+        ),
+    )
+}
 
 
 # ---- how a layer is called in Keras ----------------------------------------------------------

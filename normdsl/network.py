@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from normdsl.ast import Spec
+from normdsl.ast import BlockDef, Spec
 from normdsl.diagnostics import Diagnostic, Span
 from normdsl.layers import Shape
 
@@ -57,6 +57,7 @@ class Network:
     spec: Spec | None = None  # the spec as written (blocks, repetitions), with the norm in use
     output: int = -1  # the index of the layer whose output is the model's (-1: the input itself)
     replaced: tuple[tuple[str, str], ...] = ()  # blocks replaced from outside the spec: (("norm", "gn(32)"),)
+    composites: tuple[BlockDef, ...] = ()  # the composite kinds the model uses (se), as blocks of their own
 
     @property
     def output_shape(self) -> Shape:

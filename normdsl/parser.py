@@ -327,7 +327,8 @@ class _ToAst:
     def residual(self, meta: object, children: list[object]) -> Residual:
         body = children[1]
         shortcut = children[2] if len(children) > 2 else None
-        return Residual(body, shortcut, _span(meta))  # type: ignore[arg-type]
+        gate = str(children[0]) == "gate("
+        return Residual(body, shortcut, _span(meta), gate)  # type: ignore[arg-type]
 
     def concat(self, meta: object, children: list[object]) -> Concat:
         return Concat(tuple(children[1:]), _span(meta))  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from normdsl import ir
 from normdsl.ast import IDENTIFIER, Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used
-from normdsl.layers import KINDS, Code, Merge
+from normdsl.layers import COMPOSITES, KINDS, Code, Merge
 from normdsl.network import Network, flag
 from normdsl.pysource import literal
 from normdsl.resolve import resolve
@@ -136,9 +136,13 @@ class _Builder:
     def __init__(self, network: Network):
         assert network.spec is not None
         self.network, self.spec = network, network.spec
-        self.blocks = {b.name: b for b in self.spec.blocks}
-        self.names = Namespace(self.spec.blocks, frozenset(n.keras_class for n in network.layers if n.module))
-        self.replaced = dict(network.replaced)
+        self.blocks = {b.name: b for b in (*self.spec.blocks, *network.composites)}
+        imported = frozenset(n.keras_class for n in network.layers if n.module)
+        self.names = Namespace((*self.spec.blocks, *network.composites), imported)
+        self.composites = {b.name for b in network.composites}
+        # blocks whose text is not the spec's: where their operations come from, and that text
+        self.sources = {name: (flag(name), text) for name, text in network.replaced}
+        self.sources |= {name: (name, COMPOSITES[name].definition) for name in self.composites}
         self.file = one_line(Path(network.filename).name)
         self.used: set[str] = set()
         self.helpers = 0  # local functions made for loops nested too deep
@@ -154,15 +158,21 @@ class _Builder:
 
     def block(self, block: BlockDef) -> ir.Block:
         scope = {p.name: self.names.param(block.name, p.name) for p in block.params}
-        params = tuple((scope[p.name], None if p.default is None else self.value(p.default, {})) for p in block.params)
-        external = block.name if block.name in self.replaced else None
+        composite = block.name in self.composites
+        passed = block.params[1:] if composite else block.params  # a composite's first: x's channels
+        params = tuple((scope[p.name], None if p.default is None else self.value(p.default, {})) for p in passed)
+        external = block.name if block.name in self.sources else None
         body = self.seq((block.body,), "x", "x", _Where(scope, external=external))
-        if external is not None:
-            origin = ir.Origin(flag(block.name), self.replaced[block.name])
+        if composite:
+            origin = ir.Origin("normdsl", f"composite kind {block.name}")
+        elif external is not None:
+            origin = ir.Origin(*self.sources[block.name])
         else:
             head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
             origin = ir.Origin(f"{self.file}:{block.span.line}:{block.span.column}", f"block {head}")
-        return ir.Block(self.names.function(block.name), params, origin, external is not None, body)
+        channels = scope[block.params[0].name] if composite else None
+        replaced = external is not None and not composite
+        return ir.Block(self.names.function(block.name), params, origin, replaced, body, channels)
 
     # ---- operations --------------------------------------------------------------------------
 
@@ -198,7 +208,8 @@ class _Builder:
                 if not node.shortcut:
                     shortcut = src
                 out += self.seq(node.body, src, y, where.inner())
-                return [*out, ir.Join(dst, Merge.RES, (shortcut, y), self.origin(node, "res", where))]
+                merge = Merge.GATE if node.gate else Merge.RES
+                return [*out, ir.Join(dst, merge, (shortcut, y), self.origin(node, merge.value, where))]
             case Concat():
                 suffix = "" if where.depth == 1 else f"_{where.depth}"
                 names = tuple(f"branch{suffix}_{i}" for i in range(1, len(node.branches) + 1))
@@ -227,9 +238,8 @@ class _Builder:
 
     def origin(self, node: Node, text: str | None, where: _Where) -> ir.Origin:
         if where.external is not None:
-            return ir.Origin(
-                flag(where.external), text or one_line(self.replaced[where.external][node.span.start : node.span.end])
-            )
+            place, source = self.sources[where.external]
+            return ir.Origin(place, text or one_line(source[node.span.start : node.span.end]))
         place = f"{self.file}:{node.span.line}:{node.span.column}"
         return ir.Origin(place, text or one_line(self.network.source[node.span.start : node.span.end]))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from normdsl import plugins
-from normdsl.layers import KINDS, LayerKind, Param
+from normdsl.layers import COMPOSITES, KINDS, LayerKind, Param
 
 
 def _default(param: Param) -> str:
@@ -43,10 +43,15 @@ def _as_dict(kind: LayerKind) -> dict[str, object]:
     }
 
 
+def _composite(name: str) -> dict[str, object]:
+    c = COMPOSITES[name]
+    return {"kind": c.name, "composite": True, "doc": c.doc, "definition": c.definition, "origin": "normdsl"}
+
+
 def as_json() -> str:
-    """Every kind, the installed plugins' too."""
+    """Every kind, the installed plugins' too, then the composite kinds."""
     plugins.load()
-    return json.dumps([_as_dict(kind) for kind in KINDS.values()], indent=2)
+    return json.dumps([*(_as_dict(kind) for kind in KINDS.values()), *map(_composite, COMPOSITES)], indent=2)
 
 
 def as_text() -> str:
@@ -65,6 +70,10 @@ def as_text() -> str:
                 out.append(f"  with arguments  →  {variant.keras_class}")
             for p in variant.params:
                 out.append(f"  {p.key:<10} {p.keras:<16} {p.describe()}; default {_default(p)}")
+    for c in COMPOSITES.values():
+        out.append(f"{c.name}  →  composite: {c.doc}")
+        out.append(f"  {c.definition}")
+        out.append("  (its first parameter is the input's channels; callers pass the others)")
     return "\n".join(out)
 
 
@@ -81,4 +90,6 @@ def markdown_table() -> str:
             for v in variants
         )
         rows.append(f"| `{_spec_form(kind)}` | `{kind.keras_class}` | {kind.doc} | {args} |")
+    for c in COMPOSITES.values():
+        rows.append(f"| `{c.name}` | (composite) | {c.doc} | `{c.definition}`: `c` is the input's channels |")
     return "\n".join(rows)

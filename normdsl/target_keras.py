@@ -74,8 +74,10 @@ def _function(block: ir.Block) -> Function:
         note = safe_text(f"{block.origin.place} {block.origin.text}")
     else:
         note = comment(block.origin.place, block.origin.text)
+    channels = (Statement(PyCode(f"{block.channels} = x.shape[-1]")),) if block.channels else ()
     # (black would split a def longer than a line: rare, and not done here)
-    return Function(PyCode(block.name), PyCode(", ".join(params)), note, (*_ops(block.body, 1), _RETURN))
+    body = (*channels, *_ops(block.body, 1), _RETURN)
+    return Function(PyCode(block.name), PyCode(", ".join(params)), note, body)
 
 
 def _ops(ops: tuple[ir.Op, ...], indent: int) -> tuple[Statement, ...]:

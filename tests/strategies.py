@@ -157,9 +157,64 @@ def simple(spec: str, make: Any) -> Twin:
 
 ACT = st.sampled_from(ACTIVATION_LAYERS).map(lambda a: simple(a, lambda L: L.Activation(a)))
 DROPOUT = st.sampled_from([0.0, 0.25, 0.5]).map(lambda p: simple(f"dropout({p})", lambda L: L.Dropout(p)))
-SPATIAL = st.one_of(
+HEAD = st.one_of(
+    st.just(simple("flatten", lambda L: L.Flatten())),
+    st.just(simple("gap", lambda L: L.GlobalAveragePooling2D())),
+    st.just(simple("gmp", lambda L: L.GlobalMaxPooling2D())),
+)
+_LAYERS = st.one_of(
     conv(), conv(), norm(), pool(), zeropad(), ACT, DROPOUT, depthwise_or_separable(), upsample(), RELU_ARGS
 )
+KEEPDIMS = st.sampled_from([("gap", "GlobalAveragePooling2D"), ("gmp", "GlobalMaxPooling2D")]).map(
+    lambda p: simple(f"{p[0]}(keepdims=true)", lambda L: getattr(L, p[1])(keepdims=True))
+)
+
+
+@st.composite
+def pointwise(draw: Any) -> Twin:
+    """conv<C>(k=1) with a gate's activation: the end of a squeeze-excitation."""
+    filters = draw(st.sampled_from([1, 2, 3, 4, 8]))
+    act = draw(st.sampled_from(["sigmoid", "relu"]))
+    return Twin(f"conv{filters}(k=1, act={act})", lambda L: L.Conv2D(filters, 1, activation=act))
+
+
+@st.composite
+def gate(draw: Any) -> Twin:
+    """gate(body): the input times the body's output, as keras.applications write it: Multiply()([x, body(x)])."""
+    body = draw(st.lists(st.one_of(_LAYERS, KEEPDIMS, pointwise(), HEAD), min_size=1, max_size=3))
+
+    def make(L: Any) -> Any:
+        def apply(x: Any) -> Any:
+            y = x
+            for twin in body:
+                y = twin.make(L)(y)
+            return L.Multiply()([x, y])
+
+        return apply
+
+    return Twin(f"gate({' '.join(t.spec for t in body)})", make)
+
+
+@st.composite
+def squeeze_excitation(draw: Any) -> Twin:
+    """se(r=...): Hu et al.'s squeeze-and-excitation as EfficientNet's Keras code writes it, with the
+    reduced width computed here from the input's channels (``channels`` is the caller's to know)."""
+    r = draw(st.sampled_from([1, 2, 4]))
+
+    def make(L: Any) -> Any:
+        def apply(x: Any) -> Any:
+            c = x.shape[-1]
+            y = L.GlobalAveragePooling2D(keepdims=True)(x)
+            y = L.Conv2D(c // r, 1, activation="relu")(y)
+            y = L.Conv2D(c, 1, activation="sigmoid")(y)
+            return L.Multiply()([x, y])
+
+        return apply
+
+    return Twin(f"se(r={r})", make)
+
+
+SPATIAL = st.one_of(_LAYERS, gate(), squeeze_excitation(), KEEPDIMS)
 
 
 @st.composite
@@ -170,11 +225,6 @@ def dense(draw: Any) -> Twin:
     return Twin(f"dense{units}" + (f"(act={act})" if act else ""), lambda L: L.Dense(units, **kw))
 
 
-HEAD = st.one_of(
-    st.just(simple("flatten", lambda L: L.Flatten())),
-    st.just(simple("gap", lambda L: L.GlobalAveragePooling2D())),
-    st.just(simple("gmp", lambda L: L.GlobalMaxPooling2D())),
-)
 FEATURES = st.one_of(dense(), norm().filter(lambda t: not t.spec.startswith("gn")), ACT, DROPOUT)
 
 

@@ -277,14 +277,14 @@ def test_32_concurrent_builds_into_one_folder_write_exactly_the_right_files(tmp_
 
 
 def test_kinds_lists_every_registry_entry_and_the_readme_table_is_generated_from_it() -> None:
-    from normdsl.layers import KINDS
+    from normdsl.layers import COMPOSITES, KINDS
     from normdsl.reference import markdown_table
 
     result = subprocess.run(
         [sys.executable, "-m", "normdsl", "kinds", "--json"], capture_output=True, text=True, check=True, timeout=60
     )
     listed = json.loads(result.stdout)
-    assert [k["kind"] for k in listed] == list(KINDS)
+    assert [k["kind"] for k in listed] == [*KINDS, *COMPOSITES]
     conv = next(k for k in listed if k["kind"] == "conv")
     assert conv["keras_class"] == "Conv2D" and {"key": "k", "keras": "kernel_size"}.items() <= conv["params"][0].items()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -619,7 +619,7 @@ def test_keras_auto_names_are_predicted_and_refused_as_layer_names(keras: Any) -
 
     every = (
         "input(16, 16, 4) conv8(pad=same) bn ln in gn(2) relu(max=6) gelu dwconv(pad=same) sepconv8(pad=same)"
-        " maxpool avgpool upsample zeropad(1) res(relu) cat((gap), (gmp)) dense4 dropout(0.1) flatten"
+        " maxpool avgpool upsample zeropad(1) res(relu) gate(relu) cat((gap), (gmp)) dense4 dropout(0.1) flatten"
     )
     network = normdsl.check(every)
     namespace: dict[str, Any] = {"__name__": "generated"}
