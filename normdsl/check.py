@@ -19,6 +19,7 @@ from normdsl import plugins
 from normdsl.ast import BinOp, BlockDef, Concat, Layer, Node, Ref, Repeat, Residual, Spec, Word
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
+from normdsl.hints import layer_hint
 from normdsl.layers import ACTIVATIONS, COMPOSITES, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.network import NORM, NetLayer, Network, flag
@@ -270,7 +271,7 @@ class _Checker:
     def _resolve(self, inst: Instance) -> KerasCall | None:
         kind = plugins.kind(inst.kind)
         if kind is None:
-            hint = did_you_mean(inst.kind, [*KINDS, *self.block_names]) or "layers: " + ", ".join(KINDS)
+            hint = layer_hint(inst.kind, [*KINDS, *COMPOSITES, *self.block_names]) or "layers: " + ", ".join(KINDS)
             if inst.kind == NORM:
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
             self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
