@@ -69,8 +69,6 @@ class SpecError(ValueError):
     def render(self) -> str:
         return render_all(self.diagnostics, self.source, self.filename)
 
-        return f'<pre class="normdsl-error">{html.escape(self.render())}</pre>'
-
 
 class RenderError(RuntimeError):
     """Internal error: a template produced code that black or the safety check rejects."""
