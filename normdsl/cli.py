@@ -332,8 +332,9 @@ def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: 
     what = "a notebook" if suffix == ".ipynb" else "a Python module"
     if args.output and len(specs) > 1:
         raise UsageError("-o names one file; build several specs without it (each writes SPEC.py beside SPEC)")
-    if not args.output and specs[0].path in (None, STDIN):
-        raise UsageError(f"build {specs[0].name}: a spec not read from a file needs -o OUT (or -o - for stdout)")
+    unnamed = next((spec for spec in specs if spec.path in (None, STDIN)), None)
+    if not args.output and unnamed is not None:
+        raise UsageError(f"build {unnamed.name}: a spec not read from a file needs -o OUT (or -o - for stdout)")
     if args.output and args.output != "-" and Path(args.output).suffix != suffix:
         raise UsageError(f"{shown(args.output)}: the {args.template} template writes {what}; name it ...{suffix}")
     if args.strategy != "default" and args.template_dir is None and args.template != "train":
