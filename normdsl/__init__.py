@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json as _json
+from importlib import resources as _resources
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+from typing import Literal as _Literal
 
 from normdsl._version import __version__
 from normdsl.ast import Spec, expand
@@ -11,8 +15,9 @@ from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.limits import Limits
 from normdsl.network import NetLayer, Network
 from normdsl.parser import parse
+from normdsl.summary import callable_summary as summary
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from normdsl.emit_keras import build_model
     from normdsl.emit_source import render
 
@@ -28,12 +33,26 @@ __all__ = [
     "build_model",
     "check",
     "expand",
+    "json_schema",
     "parse",
     "render",
+    "summary",
 ]
 
+SCHEMAS = {"spec": "spec-1.json", "summary": "summary-1.json"}  # the JSON outputs' schemas, by name
 
-def __getattr__(name: str) -> Any:
+
+def json_schema(name: _Literal["spec", "summary"]) -> dict[str, _Any]:
+    """The JSON Schema of ``parse --json`` (``Spec.to_json``: "spec") or ``summary --json`` ("summary")
+    output, as shipped in the package; a document's ``"schema"`` field is its schema's ``$id``."""
+    if name not in SCHEMAS:
+        raise ValueError(f"json_schema() knows {', '.join(map(repr, SCHEMAS))}, got {name!r:.60}")
+    text = _resources.files(__name__).joinpath("schemas", SCHEMAS[name]).read_text(encoding="utf-8")
+    schema: dict[str, _Any] = _json.loads(text)
+    return schema
+
+
+def __getattr__(name: str) -> _Any:
     """render and build_model are imported on first use: checking a spec never loads jinja2 or black."""
     if name == "render":
         from normdsl.emit_source import render
@@ -44,3 +63,8 @@ def __getattr__(name: str) -> Any:
 
         return build_model
     raise AttributeError(f"module 'normdsl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (``__all__``), as ``help()`` and completion show it."""
+    return sorted(__all__)
