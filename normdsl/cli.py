@@ -1,21 +1,27 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's global completion looks for this line)
 """The ``normdsl`` command: argument parsing, reading files, printing, exit codes. Nothing else."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import signal
 import stat
 import sys
-from collections.abc import Sequence
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from normdsl import summary
 from normdsl.ast import IDENTIFIER
 from normdsl.check import check
-from normdsl.diagnostics import RenderError, SpecError, one_line, render_all, shown
-from normdsl.layers import Shape
+from normdsl.diagnostics import Diagnostic, RenderError, SpecError, one_line, painted, render_all, shown
+from normdsl.layers import KINDS, Shape
 from normdsl.limits import DEFAULT_LIMITS
 from normdsl.network import Network
 from normdsl.parser import parse
@@ -23,6 +29,7 @@ from normdsl.plugins import PluginError
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_PIPE = 128 + signal.SIGPIPE  # the reader went away: as a process killed by SIGPIPE
 MAX_SPEC_BYTES = 10 * 1024 * 1024
 STDIN = "-"  # a SPEC of - is standard input
 
@@ -38,6 +45,18 @@ class BadFile(Exception):
 def spec_name(path: str) -> str:
     """What diagnostics call a spec: its path, or <stdin>."""
     return "<stdin>" if path == STDIN else path
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A spec to read: a file, standard input (``-``), or the text of ``-e``."""
+
+    name: str  # as diagnostics show it: the path, <stdin>, <expr>
+    path: str | None = None  # None for -e text
+    text: str = ""
+
+    def read(self) -> str:
+        return self.text if self.path is None else read_spec(self.path)
 
 
 def read_spec(path: str) -> str:
@@ -89,6 +108,70 @@ def _read_regular_file(path: str) -> bytes:
         os.close(fd)
 
 
+def sources(args: argparse.Namespace) -> list[Source]:
+    """The specs a command is given: files (``-`` once at most), then each ``-e TEXT``."""
+    if args.specs.count(STDIN) > 1:
+        raise UsageError("standard input (-) can be read only once")
+    found = [Source(spec_name(path), path) for path in args.specs]
+    for i, text in enumerate(args.expr or ()):
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+            raise UsageError(f"-e: more than {MAX_SPEC_BYTES:,} bytes is too large for a spec")
+        found.append(Source("<expr>" if i == 0 else f"<expr{i + 1}>", text=text))
+    if not found:
+        raise UsageError(f"{args.command}: give a SPEC file, - for standard input, or -e TEXT")
+    if len(found) > 1 and not args.many:
+        raise UsageError(f"{args.command} takes one spec, got {len(found)}")
+    return found
+
+
+@dataclass
+class Report:
+    """Where diagnostics and error lines go (standard error, coloured on a terminal), and how many there were."""
+
+    color: bool = False
+    verbose: bool = False
+    errors: int = 0
+    warnings: int = 0
+
+    def diagnostics(self, found: Sequence[Diagnostic], source: str, filename: str) -> None:
+        print(render_all(found, source, filename, color=self.color), file=sys.stderr)
+        errors = sum(d.severity == "error" for d in found)
+        self.errors += errors
+        self.warnings += len(found) - errors
+
+    def error(self, text: str, *, label: str = "error:") -> None:
+        print(f"normdsl: {painted(label, 'error', color=self.color)} {text}", file=sys.stderr)
+        self.errors += 1
+
+    def internal(self, subject: str, exc: BaseException) -> None:
+        if self.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        self.error(f"{subject}{shown(one_line(repr(exc)))[:500]}", label="internal error:")
+
+    def counts(self) -> str:
+        """``3 errors, 1 warning``."""
+        errors = f"{self.errors} error{'' if self.errors == 1 else 's'}"
+        warnings = f"{self.warnings} warning{'' if self.warnings == 1 else 's'}"
+        errors = painted(errors, "error", color=self.color) if self.errors else errors
+        warnings = painted(warnings, "warning", color=self.color) if self.warnings else warnings
+        return f"{errors}, {warnings}"
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour as CPython decides it for its own tracebacks: NO_COLOR (set and not empty) turns it off,
+    FORCE_COLOR on, TERM=dumb off; otherwise on when ``stream`` is a terminal."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or replaced by something without a terminal
+        return False
+
+
 def _shape(text: str) -> Shape:
     try:
         shape = tuple(int(part) for part in text.split(","))
@@ -105,98 +188,166 @@ def _shape(text: str) -> Shape:
 
 def _assignment(text: str) -> tuple[str, str]:
     name, sep, layers = text.partition("=")
-    if not sep or not IDENTIFIER.fullmatch(name.strip()):
+    name = name.strip()
+    if not sep or not IDENTIFIER.fullmatch(name):
         raise argparse.ArgumentTypeError(f"expected BLOCK=LAYERS, e.g. norm=gn(32); got {shown(text)[:80]!r}")
-    return name.strip(), layers
+    if name in KINDS:
+        raise argparse.ArgumentTypeError(f"'{name}' is a layer of the language, not a block; --set replaces blocks")
+    return name, layers
 
 
-def _network(args: argparse.Namespace, path: str) -> Network:
-    name = spec_name(path)
+def _network(args: argparse.Namespace, source: Source, report: Report) -> Network:
     replace = dict(args.set or ())
     if args.norm is not None and "norm" in replace:
         raise UsageError("give the norm once: --norm LAYERS or --set norm=LAYERS")
-    spec = parse(read_spec(path), filename=name)
+    spec = parse(source.read(), filename=source.name)
     network = check(spec, input_shape=args.input, norm=args.norm, replace=replace)
     if network.warnings:
-        print(render_all(network.warnings, network.source, name), file=sys.stderr)
+        report.diagnostics(network.warnings, network.source, source.name)
     return network
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def each(args: argparse.Namespace, report: Report, run: Callable[[Source], int]) -> int:
+    """``run`` on every spec given; a spec that fails is reported and the others are still done. The worst
+    exit code: 1 a spec's errors, 2 a usage error, 3 our own bug."""
     status = EXIT_OK
-    for path in args.specs:
+    for source in sources(args):
         try:
-            network = _network(args, path)
+            status = max(status, run(source))
         except SpecError as exc:
-            print(exc.render(), file=sys.stderr)
+            report.diagnostics(exc.diagnostics, exc.source, exc.filename)
             status = max(status, EXIT_SPEC)
         except BadFile as exc:
-            print(f"normdsl: error: {exc}", file=sys.stderr)
+            report.error(str(exc))
             status = max(status, EXIT_SPEC)
-        except (UsageError, PluginError) as exc:
-            print(f"normdsl: error: {exc}", file=sys.stderr)
+        except (UsageError, WriteRefused, PluginError) as exc:
+            report.error(shown(str(exc)))
             status = max(status, EXIT_USAGE)
-        except Exception as exc:  # our bug, on this file only: say so and check the others
-            print(f"normdsl: internal error: {shown(spec_name(path))}: {shown(repr(exc))[:500]}", file=sys.stderr)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            report.error(shown(_os_error(exc)))
+            status = max(status, EXIT_USAGE)
+        except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
+            report.error(str(exc), label="internal error:")
             status = max(status, EXIT_INTERNAL)
-        else:
-            print(f"{shown(spec_name(path))}: ok, {summary.one_line(network)}")
+        except Exception as exc:  # our bug, on this spec only: say so and go on with the others
+            report.internal(f"{shown(source.name)}: ", exc)
+            status = max(status, EXIT_INTERNAL)
     return status
 
 
-def cmd_kinds(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, report: Report) -> int:
+    def run(source: Source) -> int:
+        network = _network(args, source, report)
+        print(f"{shown(source.name)}: ok, {summary.one_line(network)}")
+        return EXIT_OK
+
+    status = each(args, report, run)
+    sys.stdout.flush()  # a closed pipe ends the command here, before the count
+    print(report.counts(), file=sys.stderr)
+    return status
+
+
+def cmd_kinds(args: argparse.Namespace, report: Report) -> int:
     from normdsl import reference
 
     print(reference.as_json() if args.json else reference.as_text())
     return EXIT_OK
 
 
-def cmd_parse(args: argparse.Namespace) -> int:
-    print(parse(read_spec(args.spec), filename=spec_name(args.spec)).to_json())
-    return EXIT_OK
+def cmd_parse(args: argparse.Namespace, report: Report) -> int:
+    def run(source: Source) -> int:
+        print(parse(source.read(), filename=source.name).to_json())
+        return EXIT_OK
+
+    return each(args, report, run)
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    network = _network(args, args.spec)
+def cmd_summary(args: argparse.Namespace, report: Report) -> int:
+    if args.json and len(sources(args)) > 1:
+        raise UsageError("summary --json takes one spec (it prints one JSON document)")
     if args.keras:
-        from normdsl.emit_keras import build_model
+        load_keras(report)
+    first = True
 
-        build_model(network).summary()
-    else:
-        print(summary.as_json(network) if args.json else summary.text(network))
-    return EXIT_OK
+    def run(source: Source) -> int:
+        nonlocal first
+        network = _network(args, source, report)
+        if not first:
+            print()
+        first = False
+        if args.keras:
+            from normdsl.emit_keras import build_model
+
+            build_model(network).summary()
+        else:
+            print(summary.as_json(network) if args.json else summary.text(network))
+        return EXIT_OK
+
+    return each(args, report, run)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from normdsl.emit_source import render, strategy_warnings, template_suffix
+def cmd_build(args: argparse.Namespace, report: Report) -> int:
+    from normdsl.emit_source import TemplateProblem, render, strategy_warnings, template_suffix
     from normdsl.writer import guard, write_text
 
-    if args.spec == STDIN and not args.output:
-        raise UsageError("build -: a spec read from standard input needs -o OUT (or -o - for standard output)")
-    network = _network(args, args.spec)
-    suffix = template_suffix(args.template, args.template_dir)
-    for warning in strategy_warnings(network, args.strategy):
-        print(warning.render(network.source, spec_name(args.spec)), file=sys.stderr)
-    out = args.output = args.output or str(Path(args.spec).with_suffix(suffix))  # for errors naming no file
-    if out != "-":
-        guard(Path(out), force=args.force)
-    code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
-    if out == "-":
-        sys.stdout.write(code)
-    else:
-        write_text(Path(out), code)
-        print(f"wrote {shown(out)}: {summary.one_line(network)}")
+    specs = sources(args)
+    try:
+        suffix = template_suffix(args.template, args.template_dir)
+    except ValueError as exc:  # an unknown template
+        raise UsageError(str(exc)) from None
+    _check_build_options(args, specs, suffix)
     if args.verify:
-        if suffix != ".py":
-            raise UsageError("--verify checks Python modules; the notebook template makes a notebook")
-        return _verify(code, network)
-    return EXIT_OK
+        load_keras(report)
+
+    def run(source: Source) -> int:
+        out = args.output or str(Path(str(source.path)).with_suffix(suffix))
+        try:
+            network = _network(args, source, report)
+            for warning in strategy_warnings(network, args.strategy):
+                report.diagnostics([warning], network.source, source.name)
+            if out != "-":
+                guard(Path(out), force=args.force)
+            try:
+                code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
+            except TemplateProblem as exc:  # the user's template cannot be rendered
+                raise UsageError(str(exc)) from None
+            if out == "-":
+                sys.stdout.write(code)
+            else:
+                write_text(Path(out), code)
+                print(f"wrote {shown(out)}: {summary.one_line(network)}")
+        except OSError as exc:
+            if exc.filename is None:  # an error naming no file is about the one being written
+                exc.filename = "<stdout>" if out == "-" else out
+            raise
+        return _verify(code, network) if args.verify else EXIT_OK
+
+    return each(args, report, run)
+
+
+def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: str) -> None:
+    """Options that could not apply, refused before anything is read or written."""
+    what = "a notebook" if suffix == ".ipynb" else "a Python module"
+    if args.output and len(specs) > 1:
+        raise UsageError("-o names one file; build several specs without it (each writes SPEC.py beside SPEC)")
+    unnamed = next((spec for spec in specs if spec.path in (None, STDIN)), None)
+    if not args.output and unnamed is not None:
+        raise UsageError(f"build {unnamed.name}: a spec not read from a file needs -o OUT (or -o - for stdout)")
+    if args.output and args.output != "-" and Path(args.output).suffix != suffix:
+        raise UsageError(f"{shown(args.output)}: the {args.template} template writes {what}; name it ...{suffix}")
+    if args.strategy != "default" and args.template_dir is None and args.template != "train":
+        raise UsageError(f"--strategy sets the default of the train template's script; {args.template} has none")
+    if args.verify and suffix != ".py":
+        raise UsageError(f"--verify builds a Python module with Keras; the {args.template} template writes {what}")
+    if suffix == ".ipynb" and importlib.util.find_spec("nbformat") is None:
+        raise UsageError('notebook templates need nbformat: pip install "normdsl[notebook]"')
 
 
 def _verify(code: str, network: Network) -> int:
-    from normdsl.emit_keras import differences, keras_module
+    from normdsl.emit_keras import differences
 
-    keras_module()
     namespace: dict[str, object] = {"__name__": "normdsl_verify"}
     try:
         exec(compile(code, "<generated>", "exec"), namespace)
@@ -219,19 +370,73 @@ def _verify(code: str, network: Network) -> int:
     return EXIT_OK
 
 
-def cmd_save(args: argparse.Namespace) -> int:
-    from normdsl.emit_keras import build_model
-    from normdsl.writer import guard, write_atomically
+def cmd_save(args: argparse.Namespace, report: Report) -> int:
+    from normdsl.writer import guard, mark_archive, write_atomically
 
-    network = _network(args, args.spec)
     out = Path(args.output)
     if out.suffix != ".keras":
         raise UsageError(f"{shown(out)}: Keras saves models to files ending in .keras")
-    guard(out, force=args.force, ours=lambda _: False)  # a .keras file carries no marker: overwrite only with --force
-    model = build_model(network)
-    write_atomically(out, lambda tmp: model.save(tmp))
-    print(f"saved {shown(out)}: {summary.one_line(network)}")
-    return EXIT_OK
+
+    def run(source: Source) -> int:
+        from normdsl.emit_keras import build_model
+
+        guard(out, force=args.force)  # ours: a .keras archive whose comment says normdsl wrote it
+        network = _network(args, source, report)
+        load_keras(report)
+        model = build_model(network)
+
+        def produce(tmp: Path) -> None:
+            model.save(tmp)
+            mark_archive(tmp)
+
+        write_atomically(out, produce)
+        print(f"saved {shown(out)}: {summary.one_line(network)}")
+        return EXIT_OK
+
+    return each(args, report, run)
+
+
+def load_keras(report: Report) -> None:
+    """Import TensorFlow now (a clear UsageError if it is missing), its start-up lines held back (unless
+    --verbose): TF_CPP_MIN_LOG_LEVEL=2 unless set, and, for what C++ libraries write to file descriptor 2
+    before absl's logging is set up (which no setting reaches), that descriptor set aside during the import
+    and what was written there shown only if the import fails."""
+    from normdsl.emit_keras import TensorFlowMissing, keras_module
+
+    if not report.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with contextlib.nullcontext() if report.verbose else _standard_error_held():
+            keras_module()
+    except TensorFlowMissing as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _standard_error_held() -> Iterator[None]:
+    """File descriptor 2 redirected to a temporary file, whose text is written out only on an exception."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error to protect
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                sys.stderr.write(held.read(64 * 1024).decode("utf-8", "replace"))
+                raise
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -243,96 +448,116 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"normdsl {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: object, help: str, *, many: bool = False) -> argparse.ArgumentParser:
+    def command(name: str, run: object, help: str, *, many: bool = True, model: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        if many:
-            p.add_argument("specs", nargs="+", metavar="SPEC")
-        else:
-            p.add_argument("spec", metavar="SPEC")
-        p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape, e.g. 32,32,3")
-        p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder everywhere, e.g. 'gn(32)'")
-        p.add_argument(
-            "--set",
-            type=_assignment,
-            action="append",
-            metavar="BLOCK=LAYERS",
-            help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
-        )
-        p.set_defaults(run=run)
+        specs = p.add_argument("specs", nargs="*", metavar="SPEC", help="a spec file, or - for standard input")
+        _completes(specs, _spec_files)
+        p.add_argument("-e", "--expr", action="append", metavar="TEXT", help="a spec given as text (repeatable)")
+        if model:  # options that change the model, for the commands that check it
+            p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape")
+            p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder, e.g. 'gn(32)'")
+            p.add_argument(
+                "--set",
+                type=_assignment,
+                action="append",
+                metavar="BLOCK=LAYERS",
+                help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
+            )
+        p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
+        p.set_defaults(run=run, many=many)
         return p
 
-    command("check", cmd_check, "validate spec files", many=True)
+    command("check", cmd_check, "validate spec files")
     kinds = sub.add_parser("kinds", help="list the layer kinds, their Keras classes and arguments")
     kinds.add_argument("--json", action="store_true", help="as JSON")
     kinds.set_defaults(run=cmd_kinds)
-    p = command("parse", cmd_parse, "print a spec's syntax tree")
+    p = command("parse", cmd_parse, "print a spec's syntax tree", many=False, model=False)
     p.add_argument("--json", action="store_true", help="as JSON (the only format; accepted for clarity)")
     p = command("summary", cmd_summary, "print static shapes, parameter counts, MACs and activation memory")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--keras", action="store_true", help="build the model with Keras and print Keras's own summary")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the figures as JSON")
+    output.add_argument("--keras", action="store_true", help="build the model with Keras and print its own summary")
     p = command("build", cmd_build, "write black-formatted Keras code for a spec")
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")
-    p.add_argument(
+    template = p.add_argument(
         "--template",
         default="model",
         metavar="NAME",
         help="model (default), train or notebook; or one of --template-dir",
     )
+    _completes(template, _template_names)
     p.add_argument(
         "--strategy",
         choices=["default", "mirrored", "multiworker"],
         default="default",
-        help="the tf.distribute strategy a train script defaults to",
+        help="the tf.distribute strategy the train template's script defaults to",
     )
     p.add_argument("--template-dir", type=Path, metavar="DIR", help="a folder of your own NAME.py.j2 templates")
     p.add_argument(
         "--verify", action="store_true", help="then build the written code with Keras and compare its figures"
     )
-    p = command("save", cmd_save, "build the model with Keras and save it as a .keras file")
+    p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from normdsl.emit_keras import TensorFlowMissing
+def _completes(action: argparse.Action, completer: Callable[..., list[str]]) -> None:
+    """What argcomplete offers for ``action``'s value (it reads the attribute ``completer``)."""
+    action.completer = completer  # type: ignore[attr-defined]
 
-    args = _parser().parse_args(argv)
-    try:
-        code: int = args.run(args)
-        return code
-    except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
-        return EXIT_SPEC
-    except BadFile as exc:
-        print(f"normdsl: error: {exc}", file=sys.stderr)
-        return EXIT_SPEC
-    except (UsageError, WriteRefused) as exc:
-        print(f"normdsl: error: {shown(str(exc))}", file=sys.stderr)
+
+def _spec_files(prefix: str, **kwargs: object) -> list[str]:
+    """Completion of SPEC: .nd files and folders."""
+    from argcomplete.completers import FilesCompleter
+
+    return list(FilesCompleter(["nd"])(prefix, **kwargs))
+
+
+def _template_names(parsed_args: argparse.Namespace, **_: object) -> list[str]:
+    """Completion of --template: the templates of --template-dir, or normdsl's own."""
+    from normdsl.emit_source import templates
+
+    return templates(getattr(parsed_args, "template_dir", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (bash, zsh, fish): argcomplete answers, exits
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `normdsl` alone: what it can do
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
-    except (TensorFlowMissing, ValueError) as exc:
-        print(f"normdsl: error: {exc}", file=sys.stderr)
+    args = parser.parse_args(argv)
+    report = Report(color=use_color(sys.stderr), verbose=getattr(args, "verbose", False))
+    try:
+        code: int = args.run(args, report)
+        sys.stdout.flush()  # a closed pipe is found here, not as Python exits
+        return code
+    except (UsageError, PluginError) as exc:
+        report.error(shown(str(exc)))
         return EXIT_USAGE
     except BrokenPipeError:  # the reader went away (normdsl kinds | head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        return 128 + signal.SIGPIPE
+        return EXIT_PIPE
     except OSError as exc:
-        print(f"normdsl: error: {shown(_os_error(exc, args))}", file=sys.stderr)
+        report.error(shown(_os_error(exc)))
         return EXIT_USAGE
-    except RenderError as exc:  # a template made code that black or the safety check rejects: our bug
-        print(f"normdsl: internal error: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP while writing (Terminated)
         print("normdsl: interrupted", file=sys.stderr)
         return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+    except Exception as exc:  # our bug: one line (the traceback with --verbose), never a usage error
+        report.internal("", exc)
+        return EXIT_INTERNAL
 
 
-def _os_error(exc: OSError, args: argparse.Namespace) -> str:
-    """``{file}: {reason}``; when the error names no file, the file the command writes."""
-    subject = exc.filename
-    if subject is None:  # the file the command writes: OUT, or standard output
-        output = getattr(args, "output", None)
-        subject = output if output and output != "-" else "<stdout>"
-    reason = exc.strerror or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+def _os_error(exc: OSError) -> str:
+    """``{file}: {reason}``; an error naming no file is about standard output."""
+    subject = "<stdout>" if exc.filename is None else exc.filename
+    said = ", ".join(map(str, exc.args))  # (not str(exc), which shows the file name given it)
+    reason = exc.strerror or (f"{type(exc).__name__}: {said}" if said else type(exc).__name__)
     return f"{os.fsdecode(subject) if isinstance(subject, bytes) else subject}: {reason}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +44,8 @@ class Diagnostic:
     hint: str | None = None
     # Further places worth showing (e.g. where a block was used), with a label each.
     notes: tuple[tuple[str, Span], ...] = ()
+    # (name, text) of what the span points into when it is not the spec: an option's value (--norm)
+    elsewhere: tuple[str, str] | None = None
 
     def render(self, source: str, filename: str) -> str:
         return render(self, source, filename)
@@ -106,10 +108,12 @@ def _printable(text: str) -> str:
 MAX_SHOWN = 100  # diagnostics printed at most; the rest are counted
 
 
-def render_all(diagnostics: Iterable[Diagnostic], source: str, filename: str, *, limit: int = MAX_SHOWN) -> str:
+def render_all(
+    diagnostics: Iterable[Diagnostic], source: str, filename: str, *, limit: int = MAX_SHOWN, color: bool = False
+) -> str:
     """Each diagnostic rendered, the first ``limit`` of them, then how many more there are."""
     listed = list(diagnostics)
-    out = [render(d, source, filename) for d in listed[:limit]]
+    out = [render(d, source, filename, color=color) for d in listed[:limit]]
     if len(listed) > limit:
         rest = listed[limit:]
         errors = sum(d.severity == "error" for d in rest)
@@ -119,17 +123,29 @@ def render_all(diagnostics: Iterable[Diagnostic], source: str, filename: str, *,
     return "\n".join(out)
 
 
-def render(diagnostic: Diagnostic, source: str, filename: str) -> str:
-    """``file:line:col: severity: message``, the source line, a caret underline, then the hint."""
-    span, name = diagnostic.span, shown(filename)
-    out = [f"{name}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
-    out += _excerpt(source, span)
-    for label, where in diagnostic.notes:
-        out.append(f"{name}:{where.line}:{where.column}: note: {label}")
-        out += _excerpt(source, where)
+def render(diagnostic: Diagnostic, source: str, filename: str, *, color: bool = False) -> str:
+    """``file:line:col: severity: message``, the source line, a caret underline, then the hint;
+    with ``color``, styled as compilers style them on a terminal (the text is the same)."""
+    if diagnostic.elsewhere is not None:
+        filename, source = diagnostic.elsewhere
+    span, name, style = diagnostic.span, shown(filename), functools.partial(painted, color=color)
+    where = style(f"{name}:{span.line}:{span.column}:", "bold")
+    out = [f"{where} {style(f'{diagnostic.severity}:', diagnostic.severity)} {style(diagnostic.message, 'bold')}"]
+    out += _excerpt(source, span, style)
+    for label, at in diagnostic.notes:
+        out.append(f"{style(f'{name}:{at.line}:{at.column}:', 'bold')} {style('note:', 'note')} {label}")
+        out += _excerpt(source, at, style)
     if diagnostic.hint:
-        out.append(f"  hint: {diagnostic.hint}")
+        out.append(f"  {style('hint:', 'hint')} {diagnostic.hint}")
     return "\n".join(out)
+
+
+STYLES = {"bold": "1", "error": "1;31", "warning": "1;35", "note": "1;36", "hint": "1;36", "caret": "1;32"}
+
+
+def painted(text: str, style: str, *, color: bool) -> str:
+    """``text`` in one of ``STYLES`` (ANSI SGR codes, as gcc and clang colour diagnostics), or as it is."""
+    return f"\x1b[{STYLES[style]}m{text}\x1b[0m" if color and text else text
 
 
 @functools.lru_cache(maxsize=4)
@@ -139,7 +155,7 @@ def _lines(source: str) -> list[str]:
     return [line.removesuffix("\r") for line in source.split("\n")]
 
 
-def _excerpt(source: str, span: Span) -> list[str]:
+def _excerpt(source: str, span: Span, style: Callable[[str, str], str] = lambda text, _: text) -> list[str]:
     lines = _lines(source)
     if not 1 <= span.line <= len(lines):
         return []
@@ -152,4 +168,4 @@ def _excerpt(source: str, span: Span) -> list[str]:
     start = min(max(span.column - 1 - shift, 0), len(shown_text))  # (a span from JSON may point anywhere)
     width = (span.end_column - span.column) if span.end_line == span.line else len(shown_text) - start
     width = max(1, min(width, max(1, len(shown_text) - start)))
-    return [f"  {shown_text}", "  " + " " * start + "^" + "~" * (width - 1)]
+    return [f"  {shown_text}", "  " + " " * start + style("^" + "~" * (width - 1), "caret")]

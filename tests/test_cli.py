@@ -42,6 +42,7 @@ def test_check_rejects_a_bad_spec_with_a_positioned_diagnostic(tmp_path: Path) -
         "  conv32 conv64 conv128 bnn conv256",
         "                        ^~~",
         "  hint: did you mean 'bn'?",
+        "1 error, 0 warnings",
     ]
 
 
@@ -72,7 +73,8 @@ def test_files_that_are_not_specs_get_one_clear_line(tmp_path: Path, content: by
     if needle is None:  # an empty spec is a valid model with no layers
         assert result.returncode == 0
     else:
-        assert result.returncode == 1 and needle in result.stderr and len(result.stderr.splitlines()) == 1
+        assert result.returncode == 1 and needle in result.stderr
+        assert result.stderr.splitlines()[1:] == ["1 error, 0 warnings"]
 
 
 def test_a_directory_is_a_usage_error(tmp_path: Path) -> None:
@@ -197,7 +199,9 @@ def test_save_writes_a_keras_file_that_loads_with_the_same_figures(keras: Any, t
     assert cli.main(["save", str(spec), "-o", str(out)]) == 0
     loaded = keras.models.load_model(out)
     assert keras_rows(loaded) == checker_rows(normdsl.check(spec.read_text()))
-    assert cli.main(["save", str(spec), "-o", str(out)]) == 2  # exists: only with --force
+    assert cli.main(["save", str(spec), "-o", str(out)]) == 0  # normdsl wrote it: replaced without --force
+    out.write_bytes(b"a model of someone else's")
+    assert cli.main(["save", str(spec), "-o", str(out)]) == 2  # only with --force
     assert cli.main(["save", str(spec), "-o", str(out), "--force"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
@@ -221,7 +225,7 @@ def test_a_50_megabyte_file_is_one_clear_error(tmp_path: Path) -> None:
         f.truncate(50 * 1024 * 1024)
     result = run("check", str(spec))
     assert result.returncode == 1 and "too large for a spec" in result.stderr
-    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 2 and "Traceback" not in result.stderr  # the error, the count
 
 
 def test_a_failing_renderer_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: Any) -> None:

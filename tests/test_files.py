@@ -22,6 +22,7 @@ import pytest
 from normdsl import cli, writer
 
 SPEC = "input(8, 8, 3) conv8\n"
+ONE_ERROR = "1 error, 0 warnings\n"  # the count line ending every check
 
 
 def run(*args: str, stdin: Any = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -74,12 +75,12 @@ def unix_socket(tmp_path: Path) -> Iterator[Path]:
 def test_a_device_is_refused_at_once(device: str) -> None:
     result = run("check", device)
     assert result.returncode == 2
-    assert result.stderr == f"normdsl: error: {device}: is a character device, not a regular file\n"
+    assert result.stderr == f"normdsl: error: {device}: is a character device, not a regular file\n{ONE_ERROR}"
 
 
 def test_a_fifo_without_a_writer_is_refused_without_waiting(fifo: Path) -> None:
     result = run("check", str(fifo), timeout=30)
-    assert result.returncode == 2 and result.stderr.endswith("is a named pipe (FIFO), not a regular file\n")
+    assert result.returncode == 2 and result.stderr.endswith(f"is a named pipe (FIFO), not a regular file\n{ONE_ERROR}")
 
 
 def test_a_fifo_fed_without_end_is_refused_without_reading_it(fifo: Path) -> None:
@@ -97,7 +98,7 @@ def test_a_fifo_fed_without_end_is_refused_without_reading_it(fifo: Path) -> Non
 def test_a_socket_is_refused(unix_socket: Path) -> None:
     result = run("check", str(unix_socket))
     assert result.returncode == 2
-    assert result.stderr == f"normdsl: error: {unix_socket}: is a socket, not a regular file\n"
+    assert result.stderr == f"normdsl: error: {unix_socket}: is a socket, not a regular file\n{ONE_ERROR}"
 
 
 def test_a_dash_reads_the_spec_from_standard_input(monkeypatch: Any, capsys: Any) -> None:
@@ -140,7 +141,8 @@ def test_standard_input_without_end_is_read_only_up_to_the_limit() -> None:
     with open("/dev/zero", "rb") as zeros:
         result = run("check", "-", stdin=zeros)
     assert result.returncode == 1
-    assert result.stderr == f"normdsl: error: <stdin>: more than {cli.MAX_SPEC_BYTES:,} bytes is too large for a spec\n"
+    too_large = f"normdsl: error: <stdin>: more than {cli.MAX_SPEC_BYTES:,} bytes is too large for a spec\n"
+    assert result.stderr == too_large + ONE_ERROR
 
 
 # 2. The -o target: never opened in a way that blocks, parsed without limit, or mistaken for ours.
@@ -389,7 +391,7 @@ def test_an_internal_error_in_one_file_does_not_stop_the_others(
     assert cli.main(["check", *map(str, paths)]) == 3
     out, err = capsys.readouterr()
     assert [line.split(":")[0] for line in out.splitlines()] == [str(paths[0]), str(paths[2])]
-    assert err.splitlines() == [f"normdsl: internal error: {paths[1]}: {error!r}"]
+    assert err.splitlines() == [f"normdsl: internal error: {paths[1]}: {error!r}", "1 error, 0 warnings"]
 
 
 def test_an_input_dimension_beyond_pythons_digit_limit_is_a_usage_error(spec: Path, capsys: Any) -> None:
