@@ -98,8 +98,10 @@ class _Checker:
         shown = self.expander.where(span, inst.stack)[0]  # inside a composite or --set's text: its use
         self.error(message, shown, hint, notes(inst.stack, shown), key)
 
-    def warn(self, message: str, span: Span, hint: str | None = None) -> None:
-        diagnostic = Diagnostic("warning", message, span, hint)
+    def warn(
+        self, message: str, span: Span, hint: str | None = None, *, elsewhere: tuple[str, str] | None = None
+    ) -> None:
+        diagnostic = Diagnostic("warning", message, span, hint, elsewhere=elsewhere)
         if diagnostic not in self.warned:
             self.warned.add(diagnostic)
             self.diagnostics.append(diagnostic)
@@ -112,6 +114,7 @@ class _Checker:
         return SpecError(ordered, self.spec.source, self.spec.filename)
 
     def run(self, input_shape: Shape | None, replacements: dict[str, str]) -> Network:
+        self.replacements = replacements
         shape = self.input(input_shape)
         blocks = self.blocks(replacements)
         self.block_names = list(blocks)
@@ -124,13 +127,17 @@ class _Checker:
         if expander.too_big:
             raise self.fail()
         used = {use.block for inst in instances for use in inst.stack}
-        for name in replacements.keys() - used:
+        for name in sorted(replacements.keys() - used):
+            text, option = replacements[name], flag(name)
+            hint: str | None
             if name == NORM:
                 hint = "write norm where a normalization goes, and declare its default: norm = bn"
-                self.warn("the spec has no norm placeholder: the norm given changes nothing", _whole(self.spec), hint)
+                message = "the spec has no norm placeholder: the norm given changes nothing"
             else:
-                message = f"the spec uses no block '{name}': {flag(name)} changes nothing"
-                self.warn(message, _whole(self.spec), did_you_mean(name, [b.name for b in self.spec.blocks]))
+                message = f"the spec uses no block '{name}': {option} changes nothing"
+                hint = did_you_mean(name, [b.name for b in self.spec.blocks])
+            whole = Span.at(text, 0, len(text.split("\n", 1)[0]))
+            self.warn(message, whole, hint, elsewhere=(option, text))
         net, output = self.infer_all(instances, shape)
         self.check_names(net)
         if not self.failed():
@@ -246,13 +253,33 @@ class _Checker:
         return known.get(len(instances) - 1)
 
     def report_splits(self) -> None:
+        """Group norms that cannot split their channels: one error per site, and one for all the
+        sites of one decision made outside the spec (--norm "gn(48)" in every norm of a ResNet)."""
+        decisions: dict[tuple[str, str, int], list[tuple[Span, Instance, list[int]]]] = {}
         for (span, text, _, groups), (inst, channels) in self.splits.items():
-            problem = split_problem(channels, groups)
-            if len(set(channels)) == 1:
-                self.at(inst, span, text, f": {problem.message}", problem.hint)
-            else:  # one site, many uses: name the block, not one of its uses
-                where = context(inst.stack, span, with_use=False)
-                self.error(f"{text}{where}: {problem.message}", span, problem.hint, notes(inst.stack, span))
+            replaced = next((use.block for use in inst.stack if use.block in self.replacements), None)
+            if replaced is not None:
+                decisions.setdefault((replaced, text, groups), []).append((span, inst, channels))
+                continue
+            self.report_split(span, inst, text, channels, groups)
+        for (name, text, groups), sites in decisions.items():
+            if len(sites) == 1:
+                span, inst, channels = sites[0]
+                self.report_split(span, inst, text, channels, groups)
+                continue
+            problem = split_problem([n for _, _, channels in sites for n in channels], groups)
+            spans = sorted({span for span, _, _ in sites}, key=lambda s: s.start)
+            places = ", ".join(f"{s.line}:{s.column}" for s in spans)
+            message = f"{flag(name)} {text}: {problem.message}, at {len(spans)} uses of {name} ({places})"
+            self.error(message, spans[0], problem.hint)
+
+    def report_split(self, span: Span, inst: Instance, text: str, channels: list[int], groups: int) -> None:
+        problem = split_problem(channels, groups)
+        if len(set(channels)) == 1:
+            self.at(inst, span, text, f": {problem.message}", problem.hint)
+        else:  # one site, many uses: name the block, not one of its uses
+            where = context(inst.stack, span, with_use=False)
+            self.error(f"{text}{where}: {problem.message}", span, problem.hint, notes(inst.stack, span))
 
     def resolve(self, inst: Instance) -> KerasCall | None:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
@@ -289,7 +316,8 @@ class _Checker:
         try:
             figures = call.kind.rule(shapes, call.config)
         except Problem as problem:
-            self.at(inst, inst.span, inst.text, f": {problem.message}", problem.hint)
+            text = inst.text if inst.round is None else f"{inst.text} ({inst.round})"
+            self.at(inst, inst.span, text, f": {problem.message}", problem.hint)
             return None
         if max(figures.shape, default=0) > self.limits.max_dim:
             message = f": its output {_shown(figures.shape)} has a dimension above the limit of {self.limits.max_dim:,}"
@@ -344,11 +372,16 @@ class _Checker:
             if _is_norm(layer) and len(before) == 1 and _is_norm(before[0]):
                 message = f"{layer.text} directly follows another normalization ({before[0].text})"
                 self.warn(message, layer.span, "one normalization is usually enough; remove one of them")
-            if layer.kind == "dense" and len(layer.input_shape) >= 3:
+            if (
+                layer.kind == "dense"
+                and len(layer.input_shape) >= 3
+                and not _allowed(self.spec, layer.span, _POINTWISE)
+            ):
                 self.warn(
                     f"{layer.text} receives a rank-{len(layer.input_shape)} tensor {layer.input_shape} and acts on its last axis only",
                     layer.span,
-                    "put flatten or gap before it for a classifier head",
+                    "for a classifier head, put flatten or gap before it; for a per-position dense, as in a"
+                    f" ConvNeXt block, end the line with # normdsl: allow({_POINTWISE})",
                 )
         total = sum(layer.params for layer in net)
         if total > self.limits.warn_params:
@@ -408,6 +441,22 @@ def _words(node: Node) -> set[str]:
             return set().union(*(_words(n) for branch in node.branches for n in branch))
         case _:
             assert_never(node)
+
+
+_POINTWISE = "pointwise-dense"  # the pragma allowing a dense on a rank ≥ 3 tensor
+_PRAGMA = re.compile(r"#\s*normdsl:\s*allow\(([a-z, -]*)\)")
+
+
+_WHOLE_SPEC = re.compile(r"^[ \t]*" + _PRAGMA.pattern, re.MULTILINE)
+
+
+def _allowed(spec: Spec, span: Span, what: str) -> bool:
+    """Whether the pragma ``# normdsl: allow(what)`` ends the spec's line at ``span``, or stands on
+    a line of its own (then it holds for the whole spec)."""
+    lines = spec.source.split("\n", span.line)
+    found = [_PRAGMA.search(lines[span.line - 1]) if span.line <= len(lines) else None]
+    found += _WHOLE_SPEC.finditer(spec.source)
+    return any(f is not None and what in (w.strip() for w in f[1].split(",")) for f in found)
 
 
 def _symbolic(value: object) -> bool:

@@ -35,7 +35,8 @@ class Instance:
     span: Span  # where it is written in the spec (for a replaced block: where it is used)
     text: str  # as written, on one line
     stack: tuple[Use, ...]  # the block uses it sits in, outermost first
-    merge: Merge | None = None  # the Add of a res(...) or the Concatenate of a cat(...)
+    merge: Merge | None = None  # the Add of a res(...), the Multiply of a gate(...), the Concatenate of a cat(...)
+    round: str | None = None  # the innermost repetition around it, for messages: "the 4th of conv8*5"
 
 
 Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
@@ -66,6 +67,7 @@ class Expander:
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
         self.quiet = 0  # > 0 while sizing: problems are not reported twice
         self.visits = 0
+        self.rounds: list[str] = []  # the repetitions being expanded, innermost last
         self.nesting = 0  # groups, residuals and branches around the node being expanded, through block uses
         self.sizes: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
@@ -171,8 +173,17 @@ class Expander:
     def nested(self, node: Repeat | Residual | Concat, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         match node:
             case Repeat():
-                for _ in range(self.count(node, env, stack)):
-                    x = self.seq(node.body, x, env, stack)
+                count = self.count(node, env, stack)
+                written = count > 1 and (not stack or stack[-1].block not in self.sources)
+                text = one_line(self.spec.source[node.span.start : node.span.end]) if written else ""
+                for i in range(count):
+                    if written:  # shape problems say which round: the 4th of conv8*5
+                        self.rounds.append(f"the {_ordinal(i + 1)} of {text}")
+                    try:
+                        x = self.seq(node.body, x, env, stack)
+                    finally:
+                        if written:
+                            self.rounds.pop()
                 return x
             case Residual():
                 shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
@@ -206,7 +217,9 @@ class Expander:
     ) -> int:
         if len(self.instances) >= self.limits.max_layers:
             raise TooBig
-        self.instances.append(Instance(kind, width, args, inputs, span, text, stack, merge))
+        self.instances.append(
+            Instance(kind, width, args, inputs, span, text, stack, merge, self.rounds[-1] if self.rounds else None)
+        )
         return len(self.instances) - 1
 
     def layer(self, layer: Layer, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
@@ -430,6 +443,11 @@ def block_used(blocks: dict[str, BlockDef], layer: Layer) -> BlockDef | None:
     if layer.width is None:
         return blocks.get(layer.kind)
     return blocks.get(f"{layer.kind}{layer.width}") if isinstance(layer.width, int) else None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _signature(block: BlockDef) -> str:
