@@ -138,29 +138,95 @@ class Spec:
     def input(self) -> InputDecl | None:
         return self.inputs[0] if self.inputs else None
 
+    def __repr__(self) -> str:
+        shape = f"input {self.input.shape}" if self.input is not None else "no input"
+        blocks = f"{len(self.blocks):,} block{'' if len(self.blocks) == 1 else 's'}"
+        items = f"{len(self.body):,} item{'' if len(self.body) == 1 else 's'}"
+        return f"<Spec {self.filename!r}: {shape}, {blocks}, {items}>"
+
     def to_json(self) -> str:
-        return json.dumps(_encode(self), indent=2)
+        """The spec as JSON (``normdsl.json_schema("spec")`` describes it; its ``schema`` field says which)."""
+        return json.dumps({"schema": SCHEMA, **_encode(self)}, indent=2)
 
     @staticmethod
-    def from_json(text: str | bytes, *, max_nesting: int = 64) -> Spec:
-        """The Spec that :meth:`to_json` wrote. Every field is checked against what the grammar can
-        produce (names are identifiers, counts integers, operators + - * //, nesting within
-        ``max_nesting``); anything else raises :class:`InvalidJSON` (a ValueError) naming where."""
+    def from_json(data: str | bytes | dict[str, Any], *, max_nesting: int = 64) -> Spec:
+        """The Spec that :meth:`to_json` wrote, as text or already decoded (a dict). Every field is
+        checked against what the grammar can produce (names are identifiers, counts integers,
+        operators + - * //, nesting within ``max_nesting``); anything else raises
+        :class:`InvalidJSON` (a ValueError) naming where."""
+        if isinstance(data, dict):
+            return _Decoder(max_nesting).spec(data, "$")
+        if not isinstance(data, str | bytes | bytearray):
+            raise TypeError(f"Spec.from_json() takes JSON text or a dict, got {type(data).__name__}")
         try:
-            data = json.loads(text)
+            decoded = json.loads(data)
         except RecursionError:
             raise InvalidJSON("$", "nested too deeply") from None
         except ValueError as exc:
             raise InvalidJSON("$", f"not JSON ({exc})") from None
-        return _Decoder(max_nesting).spec(data, "$")
+        return _Decoder(max_nesting).spec(decoded, "$")
 
 
-def expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
-    """The layers as written, repetitions unrolled, in order, for specs of literal counts.
+SCHEMA = "urn:normdsl:spec:1"  # the "schema" of to_json's output: normdsl/schemas/spec-1.json
+
+
+def expand(nodes: Spec | tuple[Node, ...]) -> Iterator[Layer]:
+    """The layers as written, repetitions unrolled, in order, for specs of literal counts and no blocks.
 
     Blocks, residuals and branches are expanded by :func:`normdsl.check`, whose ``Network.layers``
     is the full list; here residual and branch paths are simply listed in order (shortcut first).
+    A use of a block (or anything that is not a layer kind) raises ValueError before any layer is
+    listed: take the layers of ``check(spec).layers`` instead.
     """
+    if isinstance(nodes, Spec):
+        blocks, nodes = {b.name for b in nodes.blocks}, nodes.body
+    elif isinstance(nodes, tuple | list):
+        blocks = set()
+    else:
+        raise TypeError(f"expand() takes a Spec or its body (a tuple of nodes), got {type(nodes).__name__}")
+    for layer in _written(nodes):
+        _expandable(layer, blocks)
+    return _expand(tuple(nodes))
+
+
+def _written(nodes: tuple[Node, ...]) -> Iterator[Layer]:
+    """Each layer as written, once (repetitions not unrolled)."""
+    stack: list[Node] = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        match node:
+            case Layer():
+                yield node
+            case Repeat():
+                stack.extend(reversed(node.body))
+            case Residual():
+                stack.extend(reversed((*(node.shortcut or ()), *node.body)))
+            case Concat():
+                stack.extend(reversed([n for branch in node.branches for n in branch]))
+            case _:
+                assert_never(node)
+
+
+def _expandable(layer: Layer, blocks: set[str]) -> None:
+    """ValueError if ``layer`` uses a block or names no layer kind: expand() cannot list its layers."""
+    from normdsl import plugins  # the registry, with plugins: loaded only for a name it lacks
+
+    where = f"{layer.span.line}:{layer.span.column}"
+    name = layer.kind if layer.width is None or not isinstance(layer.width, int) else f"{layer.kind}{layer.width}"
+    if layer.kind in blocks or name in blocks:
+        use = layer.kind if layer.kind in blocks else name
+        raise ValueError(
+            f"expand() lists layers as written, but '{use}' at {where} uses a block; "
+            "blocks are expanded by check(): use check(spec).layers"
+        )
+    if plugins.kind(layer.kind) is None:
+        raise ValueError(
+            f"expand() lists layers as written, but '{layer.kind}' at {where} is no layer kind "
+            "(a block of another spec, or a mistake check() would report)"
+        )
+
+
+def _expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
     for node in nodes:
         match node:
             case Layer():
@@ -169,13 +235,13 @@ def expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
                 if not isinstance(node.count, int):
                     raise ValueError(f"repetition count {node.count} needs block parameters; use check()")
                 for _ in range(node.count):
-                    yield from expand(node.body)
+                    yield from _expand(node.body)
             case Residual():
-                yield from expand(node.shortcut or ())
-                yield from expand(node.body)
+                yield from _expand(node.shortcut or ())
+                yield from _expand(node.body)
             case Concat():
                 for branch in node.branches:
-                    yield from expand(branch)
+                    yield from _expand(branch)
             case _:
                 assert_never(node)
 
@@ -247,7 +313,9 @@ class _Decoder:
         return depth + 1
 
     def spec(self, data: object, where: str) -> Spec:
-        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source",))
+        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source", "schema"))
+        if d.get("schema", SCHEMA) != SCHEMA:
+            raise InvalidJSON(f"{where}.schema", f"expected {SCHEMA!r}, got {d['schema']!r:.60}")
         if not isinstance(d["filename"], str) or not isinstance(d.get("source", ""), str):
             raise InvalidJSON(f"{where}.filename", "expected strings for filename and source")
         return Spec(

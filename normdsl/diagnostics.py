@@ -69,6 +69,12 @@ class SpecError(ValueError):
     def render(self) -> str:
         return render_all(self.diagnostics, self.source, self.filename)
 
+    def _repr_html_(self) -> str:
+        """The rendering for notebooks: preformatted and HTML-escaped (spec text never becomes markup)."""
+        import html
+
+        return f'<pre class="normdsl-error">{html.escape(self.render())}</pre>'
+
 
 class RenderError(RuntimeError):
     """Internal error: a template produced code that black or the safety check rejects."""
