@@ -78,23 +78,46 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self.resolved: dict[tuple[object, ...], KerasCall] = {}
         self.block_names: list[str] = []
-        self.reported: set[tuple[Span, str]] = set()
+        self.reported: set[tuple[Span, str, tuple[str, str] | None]] = set()
         self.warned: set[Diagnostic] = set()
         # group-norm divisibility problems, gathered per site: (instance, groups) → channel counts
         self.splits: dict[tuple[Span, str, str, int], tuple[Instance, list[int]]] = {}
 
     def error(
-        self, message: str, span: Span, hint: str | None = None, notes: tuple[tuple[str, Span], ...] = (), key: str = ""
+        self,
+        message: str,
+        span: Span,
+        hint: str | None = None,
+        notes: tuple[tuple[str, Span], ...] = (),
+        key: str = "",
+        elsewhere: tuple[str, str] | None = None,
     ) -> None:
         """Report an error once per site and problem (``key``: the message less where its block was used)."""
-        if (span, key or message) not in self.reported:
-            self.reported.add((span, key or message))
-            self.diagnostics.append(Diagnostic("error", message, span, hint, notes))
+        if (span, key or message, elsewhere) not in self.reported:
+            self.reported.add((span, key or message, elsewhere))
+            self.diagnostics.append(Diagnostic("error", message, span, hint, notes, elsewhere))
 
-    def at(self, inst: Instance, span: Span, before: str, after: str = "", hint: str | None = None) -> None:
-        """Report ``before`` + where the instance's block is used + ``after``."""
+    def at(
+        self,
+        inst: Instance,
+        span: Span,
+        before: str,
+        after: str = "",
+        hint: str | None = None,
+        *,
+        written: bool = False,
+    ) -> None:
+        """Report ``before`` + where the instance's block is used + ``after``; with ``written``, ``span``
+        is in the text the instance is written in (its own, for a layer given by --norm/--set)."""
         message = before + context(inst.stack, span) + after
         key = before + context(inst.stack, span, with_use=False) + after
+        replaced = inst.stack[-1].block if written and inst.written and inst.stack else None
+        if replaced in self.replacements:  # a problem of --norm's text: shown there, once
+            assert replaced is not None
+            self.error(before + after, span, hint, (), key, (flag(replaced), self.replacements[replaced]))
+            return
+        if written and inst.written:  # a composite's text is not the user's: show where it is used
+            span = inst.span
         shown = self.expander.where(span, inst.stack)[0]  # inside a composite or --set's text: its use
         self.error(message, shown, hint, notes(inst.stack, shown), key)
 
@@ -301,13 +324,14 @@ class _Checker:
             hint = layer_hint(inst.kind, [*KINDS, *COMPOSITES, *self.block_names]) or "layers: " + ", ".join(KINDS)
             if inst.kind == NORM:
                 hint = "declare the default normalization, e.g. norm = bn, or pass --norm gn(32)"
-            self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint)
+            self.at(inst, _name_span(inst), f"unknown layer '{inst.kind}'", "", hint, written=True)
             return None
+        span = inst.written or inst.span
         call, issues = resolve(
-            kind, inst.width, inst.args, span=inst.span, name_span=_name_span(inst), max_width=self.limits.max_width
+            kind, inst.width, inst.args, span=span, name_span=_name_span(inst), max_width=self.limits.max_width
         )
         for issue in issues:
-            self.at(inst, issue.span, issue.message, "", issue.hint)
+            self.at(inst, issue.span, issue.message, "", issue.hint, written=True)
         return call
 
     def infer(
@@ -490,8 +514,9 @@ def _is_norm(layer: NetLayer) -> bool:
 
 
 def _name_span(inst: Instance) -> Span:
-    """The span of an instance's name: the first characters of its span, up to its arguments."""
-    span = inst.span
+    """The span of an instance's name: the first characters of its span (in the text it is written
+    in), up to its arguments."""
+    span = inst.written or inst.span
     n = len(inst.text.split("(", 1)[0].split("{", 1)[0])
     if span.end_line != span.line and n > span.end - span.start:
         return span

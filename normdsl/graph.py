@@ -11,7 +11,7 @@ from typing import assert_never
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
-from normdsl.layers import Merge
+from normdsl.layers import IDENTITY, Merge
 from normdsl.limits import Limits
 
 MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
@@ -37,6 +37,7 @@ class Instance:
     stack: tuple[Use, ...]  # the block uses it sits in, outermost first
     merge: Merge | None = None  # the Add of a res(...), the Multiply of a gate(...), the Concatenate of a cat(...)
     round: str | None = None  # the innermost repetition around it, for messages: "the 4th of conv8*5"
+    written: Span | None = None  # where it is written when that is not the spec (--set's text, a composite's)
 
 
 Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
@@ -134,6 +135,8 @@ class Expander:
 
     def _size_layer(self, node: Layer, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         block = block_used(self.blocks, node)
+        if block is None and is_identity(node):
+            return 0
         if block is None and node.kind in self.composites and len(stack) < self.limits.max_call_depth:
             composite = self.composites[node.kind]  # its size does not depend on the channels
             return self._size(
@@ -214,11 +217,14 @@ class Expander:
         args: tuple[Arg, ...] = (),
         *,
         merge: Merge | None = None,
+        written: Span | None = None,
     ) -> int:
         if len(self.instances) >= self.limits.max_layers:
             raise TooBig
         self.instances.append(
-            Instance(kind, width, args, inputs, span, text, stack, merge, self.rounds[-1] if self.rounds else None)
+            Instance(
+                kind, width, args, inputs, span, text, stack, merge, self.rounds[-1] if self.rounds else None, written
+            )
         )
         return len(self.instances) - 1
 
@@ -226,6 +232,8 @@ class Expander:
         block = block_used(self.blocks, layer)
         if block is not None:
             return self.call(block, layer, x, env, stack)
+        if is_identity(layer):
+            return x
         if layer.kind in self.composites and layer.width is not None:
             hint = f"write {layer.kind}(...): its widths come from its input's channels"
             self.problem(f"{layer.kind} takes no width", layer.name_span, stack, hint)
@@ -246,7 +254,8 @@ class Expander:
                 return UNKNOWN
             args.append(Arg(arg.key, value, arg.span))
         span, text = self.where(layer.span, stack)
-        return self.add(layer.kind, (x,), span, text, stack, width, tuple(args))
+        written = None if span is layer.span else layer.span
+        return self.add(layer.kind, (x,), span, text, stack, width, tuple(args), written=written)
 
     def where(self, span: Span, stack: tuple[Use, ...]) -> tuple[Span, str]:
         """Span and text of a node; inside a block not written in the spec (--norm, a composite), the
@@ -436,6 +445,11 @@ def context(stack: tuple[Use, ...], span: Span, *, with_use: bool = True) -> str
 
 def notes(stack: tuple[Use, ...], span: Span) -> tuple[tuple[str, Span], ...]:
     return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(enclosing(stack, span)))
+
+
+def is_identity(layer: Layer) -> bool:
+    """``id``: the input itself (a branch of cat or res that is no layer), unless a block is named so."""
+    return layer.kind == IDENTITY and layer.width is None and not layer.args
 
 
 def block_used(blocks: dict[str, BlockDef], layer: Layer) -> BlockDef | None:

@@ -39,11 +39,18 @@ class Figures:
 
 # ---- parameter value types -------------------------------------------------------------------
 
-ValueType = Literal["int", "float", "bool", "pair", "padding2d", "choice", "activation", "name", "axis"]
+ValueType = Literal[
+    "int", "float", "bool", "pair", "padding2d", "choice", "activation", "name", "axis", "floats", "noise"
+]
 
 ACTIVATIONS = (
     "relu", "gelu", "silu", "swish", "sigmoid", "tanh", "softmax", "elu", "selu", "linear",
-    "relu6", "leaky_relu", "softplus", "softsign", "exponential", "hard_sigmoid", "hard_silu", "mish", "log_softmax",
+    "relu6", "leaky_relu", "softplus", "softsign", "exponential", "hard_sigmoid", "hard_silu", "hard_swish", "mish",
+    "log_softmax",
+)  # fmt: skip
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "orthogonal",
+    "random_normal", "random_uniform", "truncated_normal", "variance_scaling", "zeros", "ones",
 )  # fmt: skip
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 
@@ -76,6 +83,8 @@ class Param:
             "activation": "an activation: " + ", ".join(ACTIVATIONS),
             "name": "a name of letters, digits, '_', '.' and '-', starting with a letter (at most 100 characters)",
             "axis": "an axis index such as -1",
+            "floats": "a number or a tuple of numbers, one per channel",
+            "noise": "a shape without the batch axis, 1 where the mask is shared, e.g. (1, 1, 1)",
         }[self.type]
 
 
@@ -115,6 +124,16 @@ def coerce(p: Param, value: object) -> object:
         if not all(isinstance(v, int) and not isinstance(v, bool) and _in_range(p, v) for v in items):
             raise _bad(p, value)
         return value
+    if p.type == "floats":
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+            raise _bad(p, value)
+        return tuple(float(v) for v in items) if isinstance(value, tuple) else float(value)  # type: ignore[arg-type]
+    if p.type == "noise":  # Keras's noise_shape has the batch axis first: None
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
+            raise _bad(p, value)
+        return (None, *items)
     if p.type == "padding2d":
         if _pad_pairs(value) is None:
             raise _bad(p, value)
@@ -305,7 +324,28 @@ def _axis_size(shape: Shape, axis: int) -> int:
 
 def batch_norm(shape: Shape, c: Config) -> Figures:
     n = _axis_size(shape, _int(c, "axis"))
-    return Figures(shape, 2 * n, 2 * n)  # gamma, beta; moving mean and variance
+    return Figures(shape, (bool(c["center"]) + bool(c["scale"])) * n, 2 * n)  # beta, gamma; moving mean, variance
+
+
+def normalization(shape: Shape, c: Config) -> Figures:
+    """Keras's Normalization: fixed mean and variance (no weights), or weights to adapt (2·C + 1)."""
+    n = _axis_size(shape, _int(c, "axis"))
+    mean, variance = c["mean"], c["variance"]
+    if (mean is None) != (variance is None):
+        raise Problem("give both mean= and var=, or neither (then Keras adapts them: normalize.adapt(data))")
+    if mean is None:
+        return Figures(shape, 0, 2 * n + 1)  # mean, variance, count
+    for key, value in (("mean", mean), ("var", variance)):
+        if isinstance(value, tuple) and len(value) not in (1, n):
+            raise Problem(f"{key}= has {len(value)} values for {n} channels", f"give one value or {n}")
+    return Figures(shape)
+
+
+def layer_scale(shape: Shape, c: Config) -> Figures:
+    n = _int(c, "projection_dim")
+    if shape[-1] != n:
+        raise Problem(f"it scales {n} channels but receives {shape[-1]}", f"write layerscale{shape[-1]}")
+    return Figures(shape, n)
 
 
 def layer_norm(shape: Shape, c: Config) -> Figures:
@@ -411,6 +451,7 @@ class LayerKind:
     params: tuple[Param, ...] = ()
     fixed: tuple[tuple[str | None, object], ...] = ()  # Keras arguments the kind implies; key None: positional
     positional: str | None = None  # spec key a positional argument fills: gn(16) → groups
+    width_keyword: bool = False  # the width is passed by keyword: LayerScale(init_values=..., projection_dim=N)
     is_norm: bool = False
     with_args: LayerKind | None = None  # the kind used instead when arguments are given: relu(max=6) → ReLU
     module: str | None = None  # where keras_class lives when it is not keras.layers (a plugin's own layer)
@@ -432,9 +473,13 @@ def _padding(always: bool) -> Param:
     return Param("pad", "padding", "choice", "valid", choices=("valid", "same"), always=always)
 
 
-def _activation(name: str, with_args: LayerKind | None = None) -> LayerKind:
-    doc = f"Activation({name!r})" + (f"; with arguments {with_args.doc}" if with_args else "")
-    return LayerKind(name, "Activation", _one(same), doc, fixed=((None, name),), params=(_name(),), with_args=with_args)
+def _activation(name: str, with_args: LayerKind | None = None, keras: str | None = None) -> LayerKind:
+    """``name`` as a layer: Activation(keras or name)."""
+    keras = keras or name
+    doc = f"Activation({keras!r})" + (f"; with arguments {with_args.doc}" if with_args else "")
+    return LayerKind(
+        name, "Activation", _one(same), doc, fixed=((None, keras),), params=(_name(),), with_args=with_args
+    )
 
 
 def _conv_params(*extra: Param) -> tuple[Param, ...]:
@@ -449,6 +494,10 @@ def _conv_params(*extra: Param) -> tuple[Param, ...]:
         Param("bias", "use_bias", "bool", True),
         _name(),
     )
+
+
+_INIT = Param("init", "kernel_initializer", "choice", "glorot_uniform", choices=INITIALIZERS)
+_CONVNEXT = "keras.src.applications.convnext"  # keras.applications' own LayerScale and StochasticDepth
 
 
 _MULTIPLIER = Param("mult", "depth_multiplier", "int", 1, lo=1)
@@ -493,7 +542,7 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         _one(conv),
         "Conv2D(N, 3, padding='valid'): a 3×3 valid convolution with N filters",
         width="filters",
-        params=_conv_params(Param("groups", "groups", "int", 1, lo=1)),
+        params=_conv_params(Param("groups", "groups", "int", 1, lo=1), _INIT),
         positional="k",
     ),
     LayerKind(
@@ -506,6 +555,8 @@ _KIND_LIST: tuple[LayerKind, ...] = (
             Param("momentum", "momentum", "float", 0.99, lo=0, hi=1),
             _eps(),
             Param("sync", "synchronized", "bool", False),
+            Param("center", "center", "bool", True),
+            Param("scale", "scale", "bool", True),
             _name(),
         ),
         is_norm=True,
@@ -555,7 +606,10 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         positional="k",
     ),
     _activation("relu", with_args=_RELU),
-    *(_activation(a) for a in ("gelu", "silu", "sigmoid", "tanh", "softmax", "elu", "selu")),
+    *(_activation(a) for a in ("gelu", "silu", "swish", "sigmoid", "tanh", "softmax", "elu", "selu")),
+    _activation("linear"),
+    _activation("hardswish", keras="hard_swish"),
+    _activation("hardsigmoid", keras="hard_sigmoid"),
     _pool("maxpool", "MaxPooling2D"),
     _pool("avgpool", "AveragePooling2D"),
     LayerKind(
@@ -579,15 +633,71 @@ _KIND_LIST: tuple[LayerKind, ...] = (
         _one(dense),
         "Dense(N) on the last axis",
         width="units",
-        params=(Param("act", "activation", "activation", None), Param("bias", "use_bias", "bool", True), _name()),
+        params=(
+            Param("act", "activation", "activation", None),
+            Param("bias", "use_bias", "bool", True),
+            _INIT,
+            _name(),
+        ),
     ),
     LayerKind(
         "dropout",
         "Dropout",
         _one(same),
-        "Dropout(p), p in [0, 1)",
-        params=(Param("p", "rate", "float", None, lo=0, hi=1, hi_open=True, required=True, positional=True), _name()),
+        "Dropout(p), p in [0, 1); noise=(1, 1, 1) drops whole samples (drop-connect)",
+        params=(
+            Param("p", "rate", "float", None, lo=0, hi=1, hi_open=True, required=True, positional=True),
+            Param("noise", "noise_shape", "noise", None),
+            _name(),
+        ),
         positional="p",
+    ),
+    LayerKind(
+        "rescale",
+        "Rescaling",
+        _one(same),
+        "Rescaling(scale, offset): x · scale + offset (1/255 is rescale(0.00392156862745098))",
+        params=(
+            Param("scale", "scale", "float", None, required=True, positional=True),
+            Param("offset", "offset", "float", 0.0),
+            _name(),
+        ),
+        positional="scale",
+    ),
+    LayerKind(
+        "normalize",
+        "Normalization",
+        _one(normalization),
+        "Normalization(axis=-1): (x - mean) / √var per channel; without mean= and var=, weights to adapt",
+        params=(
+            Param("axis", "axis", "axis", -1, always=True),
+            Param("mean", "mean", "floats", None),
+            Param("var", "variance", "floats", None),
+            _name(),
+        ),
+    ),
+    LayerKind(
+        "layerscale",
+        "LayerScale",
+        _one(layer_scale),
+        "keras.applications' LayerScale (ConvNeXt): x · γ, γ learned per channel (N channels), from init",
+        width="projection_dim",
+        width_keyword=True,
+        params=(Param("init", "init_values", "float", None, required=True, positional=True), _name()),
+        positional="init",
+        module=_CONVNEXT,
+    ),
+    LayerKind(
+        "droppath",
+        "StochasticDepth",
+        _one(same),
+        "keras.applications' StochasticDepth (ConvNeXt): drops the residual branch per sample, rate p",
+        params=(
+            Param("p", "drop_path_rate", "float", None, lo=0, hi=1, hi_open=True, required=True, positional=True),
+            _name(),
+        ),
+        positional="p",
+        module=_CONVNEXT,
     ),
     LayerKind(
         "zeropad",
@@ -633,6 +743,7 @@ MERGES: dict[Merge, LayerKind] = {
 }
 
 KINDS: dict[str, LayerKind] = {k.name: k for k in _KIND_LIST}
+IDENTITY = "id"  # not a layer: the input itself, as a branch of cat(...) or res(...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,7 +804,10 @@ def keras_call(kind: LayerKind, values: Mapping[str, object], width: object) -> 
     optional: list[tuple[str, object]] = []
     if kind.width is not None:
         config[kind.width] = width
-        args.append(width)
+        if kind.width_keyword:
+            always.append((kind.width, width))
+        else:
+            args.append(width)
     for key, value in kind.fixed:
         if key is None:
             args.append(value)

@@ -18,7 +18,7 @@ from typing import assert_never
 from normdsl import ir
 from normdsl.ast import IDENTIFIER, Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
 from normdsl.diagnostics import one_line
-from normdsl.graph import block_used
+from normdsl.graph import block_used, is_identity
 from normdsl.layers import COMPOSITES, KINDS, Code, Merge
 from normdsl.network import Network, flag
 from normdsl.pysource import literal
@@ -188,6 +188,8 @@ class _Builder:
 
     def node(self, node: Node, src: str, dst: str, where: _Where) -> list[ir.Op]:
         match node:
+            case Layer() if is_identity(node) and node.kind not in self.blocks:
+                return [] if src == dst else [ir.Copy(dst, src)]
             case Layer():
                 return [self.layer(node, src, dst, where)]
             case Repeat(count=1):
@@ -200,7 +202,7 @@ class _Builder:
             case Repeat():
                 first: list[ir.Op] = [] if src == dst else [ir.Copy(dst, src)]
                 loop = self.seq(node.body, dst, dst, where.inner(loop=True))
-                return [*first, ir.Loop(self.count(node.count, where.scope), loop)]
+                return [*first, ir.Loop(self.count(node.count, where.scope), loop)] if loop else first
             case Residual():
                 suffix = "" if where.depth == 1 else f"_{where.depth}"
                 shortcut, y = f"shortcut{suffix}", f"y{suffix}"

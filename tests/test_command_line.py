@@ -369,11 +369,6 @@ def test_a_syntax_error_in_set_points_into_the_set_text(spec: Path) -> None:
     assert result.returncode == 1 and result.stderr.startswith("--set stem:1:7: error:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check.py reports a checking error in --norm text at the spec's use of norm, not in the --norm text "
-    "(see the report of issue 15); remove this marker when it is fixed there",
-)
 @pytest.mark.parametrize(
     ("norm", "expected"),
     [
