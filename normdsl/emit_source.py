@@ -4,14 +4,19 @@ Templates get a render-ready model (``SourceModel``) in which every piece of cod
 :class:`PyCode` (made of typed values) and every piece of spec-derived text :class:`SafeText`; they
 only loop over it. The environment prints nothing else: a plain string reaching ``{{ }}`` is an
 error (spec text goes through the ``text`` filter, which is :func:`safe_text`). Templates, ours and
-a user's ``--template-dir`` alike, run in Jinja's immutable sandbox. The result is formatted with
-black and checked by :mod:`normdsl.safety`.
+a user's ``--template-dir`` alike, run in Jinja's immutable sandbox; a ``--template-dir`` is searched
+before our folder, so its templates may import our macros and templates (or replace them). The
+result is formatted with black and checked by :mod:`normdsl.safety`. A mistake in a user's template
+(syntax, an undefined name, a sandbox refusal, code black or the safety check refuses) is a
+:class:`BadTemplate`: a diagnostic at the template's line.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,7 +30,7 @@ from normdsl._paths import data_dir
 from normdsl._version import __version__
 from normdsl.ast import Spec
 from normdsl.check import check
-from normdsl.diagnostics import Diagnostic, RenderError
+from normdsl.diagnostics import Diagnostic, RenderError, Span, SpecError
 from normdsl.layers import Shape
 from normdsl.network import Network
 from normdsl.program import program
@@ -84,62 +89,149 @@ def render(
 
 def _render(network: Network, template: str, strategy: str, template_dir: Path | None) -> str:
     suffix = template_suffix(template, template_dir)
-    env = _environment(str(template_dir) if template_dir else str(data_dir("templates")))
+    folders = _folders(template_dir)
+    env = _environment(*folders)
+    user = folders[:-1]  # the user's folder, searched first
+    model = _fields(source_model(network, strategy=strategy))
     try:
-        text = env.get_template(f"{template}{suffix}.j2").render(
-            network=network, **_fields(source_model(network, strategy=strategy))
-        )
-    except jinja2.TemplateError as exc:  # the sandbox's SecurityError among them
-        raise TemplateProblem(f"template {template!r}: {type(exc).__name__}: {exc}") from None
+        loaded = env.get_template(f"{template}{suffix}.j2")
+        text = loaded.render(network=network, **model)
+    except Exception as exc:  # syntax, undefined names, the sandbox's refusals, a raw string printed, ...
+        raise _template_error(exc, user) from None
     # Our templates and the Keras target write black's layout themselves (tests check that black changes
     # nothing); a user's template is formatted by black.
+    file = str(loaded.filename)
     own = template_dir is None
     if suffix == ".ipynb":
-        return _notebook(text, template, own=own, plugins=_plugins(network))
-    code = text if own else _black(text, template)
-    _safety_check(code, template, module=True, plugins=_plugins(network))
+        return _notebook(text, file, own=own, plugins=_plugins(network))
+    code = text if own else _black(text, file)
+    _safety_check(code, file, own=own, module=True, plugins=_plugins(network))
     return code
 
 
 class TemplateProblem(ValueError):
-    """A template cannot be rendered: syntax, an undefined name, raw text printed, or a sandbox refusal."""
+    """A template printed what it may not print (a plain string); while rendering, turned into a
+    :class:`BadTemplate` at the template's line."""
+
+
+class BadTemplate(SpecError):
+    """A user's template cannot be rendered, or renders code that black or the safety check refuses:
+    a diagnostic at the template's line (or at the line of the code it rendered)."""
+
+
+def _folders(template_dir: Path | None) -> tuple[str, ...]:
+    """Where templates are looked up: the user's folder first, then ours."""
+    own = str(data_dir("templates"))
+    return (own,) if template_dir is None else (str(template_dir), own)
 
 
 def template_suffix(template: str, template_dir: Path | None = None) -> str:
     """``.py`` or ``.ipynb``: what a template makes (ValueError for an unknown template)."""
-    folder = template_dir or data_dir("templates")
-    for suffix in (".py", ".ipynb"):
-        if (folder / f"{template}{suffix}.j2").is_file() and not template.startswith("_"):
-            return suffix
+    for folder in map(Path, _folders(template_dir)):
+        for suffix in (".py", ".ipynb"):
+            if (folder / f"{template}{suffix}.j2").is_file() and not template.startswith("_"):
+                return suffix
     raise ValueError(f"no template named {template!r} (templates: {', '.join(templates(template_dir))})")
 
 
 def templates(template_dir: Path | None = None) -> list[str]:
-    folder = template_dir or data_dir("templates")
-    names = [p.name.removesuffix(".j2").rsplit(".", 1)[0] for p in folder.glob("*.j2")]
+    """The templates one may render: the user's folder's and ours."""
+    names = {p.name.removesuffix(".j2").rsplit(".", 1)[0] for f in _folders(template_dir) for p in Path(f).glob("*.j2")}
     return sorted(n for n in names if not n.startswith("_"))
 
 
-def _black(text: str, template: str) -> str:
+def _template_error(exc: Exception, user: tuple[str, ...]) -> Exception:
+    """A failed render as a diagnostic at the template line it failed on: a :class:`BadTemplate` when
+    that line is in the user's folder, a RenderError (our bug) when only our templates were involved."""
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.filename:
+        frames = [(exc.filename, exc.lineno)]
+        message = f"template syntax: {exc.message}"
+    else:  # Jinja puts the templates' lines into the traceback
+        frames = [(f.filename, f.lineno or 1) for f in traceback.extract_tb(exc.__traceback__)]
+        frames = [frame for frame in frames if frame[0].endswith(".j2")]
+        message = _message(exc)
+    theirs = [frame for frame in frames if _inside(frame[0], user)]
+    if not theirs:
+        place = "".join(f"{file}:{line}: " for file, line in frames[-1:])
+        return RenderError(f"{place}{type(exc).__name__}: {exc}")
+    file, line = theirs[-1]  # the innermost line of the user's (the call of a macro of ours, say)
+    hint = None
+    if isinstance(exc, jinja2.UndefinedError) and not _inside(frames[-1][0], user):
+        hint = "normdsl's macros read the template's fields: import them with context, as in "
+        hint += '{% from "_macros.j2" import model_code with context %}'
+    source = Path(file).read_text(encoding="utf-8", errors="replace")
+    return BadTemplate([Diagnostic("error", message, _line_span(source, line, message), hint)], source, file)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"the sandbox refuses it: {exc}"
+    if isinstance(exc, jinja2.TemplateNotFound):  # (its message is the bare name)
+        return f"template {exc.name!r} not found in the template folder nor among normdsl's templates"
+    if isinstance(exc, jinja2.TemplateError | TemplateProblem):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _inside(filename: str, folders: tuple[str, ...]) -> bool:
+    return any(os.path.dirname(os.path.abspath(filename)) == os.path.abspath(f) for f in folders)
+
+
+def _line_span(source: str, line: int, message: str) -> Span:
+    """Line ``line`` of ``source``: the first name the message quotes (``'nope' is undefined``), or the whole line."""
+    lines = source.split("\n")
+    line = max(1, min(line, len(lines)))
+    start = sum(len(text) + 1 for text in lines[: line - 1])
+    text = lines[line - 1]
+    quoted = [q for q in re.findall(r"'([^'\n]+)'", message) if q in text]
+    if quoted:
+        return Span.at(source, start + text.index(quoted[0]), len(quoted[0]))
+    indent = len(text) - len(text.lstrip())
+    return Span.at(source, start + indent, max(1, len(text.strip())))
+
+
+def _output_error(file: str, output: str, problem: str, line: int, column: int, hint: str) -> BadTemplate:
+    """Code a user's template rendered that black or the safety check refuses: at the line of that code."""
+    lines = output.split("\n")
+    line = max(1, min(line, len(lines)))
+    start = sum(len(text) + 1 for text in lines[: line - 1])
+    text = lines[line - 1]
+    column = max(1, min(column, len(text) + 1))
+    span = Span.at(output, start + column - 1, max(1, len(text) - column + 1))
+    return BadTemplate([Diagnostic("error", problem, span, hint)], output, f"<{Path(file).name} output>")
+
+
+def _black(text: str, file: str) -> str:
+    """A user's template's output, formatted (a BadTemplate at the line black cannot parse)."""
     import black  # imported here: it is slow to import, and parse/check never need it
 
     try:
         return black.format_str(text, mode=black.Mode(line_length=LINE_LENGTH))
     except black.parsing.InvalidInput as exc:
-        raise RenderError(f"template {template!r} rendered code black cannot parse ({exc}):\n{text}") from None
+        found = re.search(r"(\d+):(\d+)", str(exc))
+        line, column = (int(found[1]), int(found[2]) + 1) if found else (1, 1)
+        hint = "a template must render Python (or, for notebooks, Python cells)"
+        raise _output_error(file, text, "the template rendered code that is not Python", line, column, hint) from None
 
 
 def _plugins(network: Network) -> frozenset[tuple[str, str]]:
     return frozenset((layer.module, layer.keras_class) for layer in network.layers if layer.module)
 
 
-def _safety_check(code: str, template: str, *, module: bool, plugins: frozenset[tuple[str, str]]) -> None:
+def _safety_check(code: str, file: str, *, own: bool, module: bool, plugins: frozenset[tuple[str, str]]) -> None:
     problems = unexpected_code(code, module=module, plugins=plugins)
-    if problems:
-        raise RenderError(f"template {template!r} rendered unexpected code: {'; '.join(problems)}")
+    if not problems:
+        return
+    if own:
+        raise RenderError(f"template {file} rendered unexpected code: {'; '.join(problems)}")
+    found = re.match(r"line (\d+): (.*)", problems[0], re.S)
+    line, what = (int(found[1]), found[2]) if found else (1, problems[0])
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    hint = "generated code may call only what normdsl's templates call (see Templates in the README)"
+    raise _output_error(file, code, f"the safety check refuses {what}{more}", line, 1, hint)
 
 
-def _notebook(text: str, template: str, *, own: bool, plugins: frozenset[tuple[str, str]]) -> str:
+def _notebook(text: str, file: str, *, own: bool, plugins: frozenset[tuple[str, str]]) -> str:
     """Percent-format text (``# %%`` code cells, ``# %% [markdown]`` cells) → a validated notebook."""
     try:
         import nbformat
@@ -153,11 +245,11 @@ def _notebook(text: str, template: str, *, own: bool, plugins: frozenset[tuple[s
             cell = nbformat.v4.new_markdown_cell("\n".join(lines))  # type: ignore[no-untyped-call]
         else:
             code = body.strip("\n") + "\n"
-            cell = nbformat.v4.new_code_cell((code if own else _black(code, template)).rstrip("\n"))  # type: ignore[no-untyped-call]
+            cell = nbformat.v4.new_code_cell((code if own else _black(code, file)).rstrip("\n"))  # type: ignore[no-untyped-call]
         cell.id = f"cell-{i}"  # deterministic ids: the same spec gives the same notebook
         cells.append(cell)
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
-    _safety_check(code, template, module=False, plugins=plugins)
+    _safety_check(code, file, own=own, module=False, plugins=plugins)
     notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
@@ -167,11 +259,12 @@ def _notebook(text: str, template: str, *, own: bool, plugins: frozenset[tuple[s
 
 
 @functools.cache
-def _environment(folder: str) -> jinja2.Environment:
-    """The sandboxed environment: ``{{ }}`` prints PyCode, SafeText, numbers and macro output;
-    a plain string is an error (autoescape marks what is printable, ``finalize`` refuses the rest)."""
+def _environment(*folders: str) -> jinja2.Environment:
+    """The sandboxed environment over ``folders`` (searched in order): ``{{ }}`` prints PyCode,
+    SafeText, numbers and macro output; a plain string is an error (autoescape marks what is
+    printable, ``finalize`` refuses the rest)."""
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder) for folder in folders]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
