@@ -293,6 +293,8 @@ def cmd_build(args: argparse.Namespace, report: Report) -> int:
     from normdsl.writer import guard, write_text
 
     specs = sources(args)
+    if any(sep in args.template for sep in {"/", os.sep, os.altsep or "/"}):
+        raise UsageError(f"--template {args.template!r}: a template's name, not a path (a folder is --template-dir)")
     try:
         suffix = template_suffix(args.template, args.template_dir)
     except ValueError as exc:  # an unknown template
