@@ -127,12 +127,22 @@ class BlockDef:
 
 
 @dataclass(frozen=True, slots=True)
+class UseDecl:
+    """``use "blocks.nd"`` (a path relative to the spec's file) or ``use std/mbconv`` (``std``: normdsl's own)."""
+
+    path: str
+    std: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     body: tuple[Node, ...]
     inputs: tuple[InputDecl, ...] = ()  # as written; check() accepts one, before the first layer
     blocks: tuple[BlockDef, ...] = ()
     filename: str = "<spec>"
     source: str = field(default="", compare=False, repr=False)
+    uses: tuple[UseDecl, ...] = ()  # other files whose blocks it uses (normdsl.modules reads them)
 
     @property
     def input(self) -> InputDecl | None:
@@ -247,7 +257,8 @@ def _expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
 
 
 _NODE_TYPES: dict[str, type] = {
-    t.__name__: t for t in (Spec, InputDecl, BlockDef, Param, Repeat, Residual, Concat, Layer, Arg, Ref, BinOp, Span)
+    t.__name__: t
+    for t in (Spec, InputDecl, BlockDef, Param, Repeat, Residual, Concat, Layer, Arg, Ref, BinOp, Span, UseDecl)
 }
 
 
@@ -313,7 +324,7 @@ class _Decoder:
         return depth + 1
 
     def spec(self, data: object, where: str) -> Spec:
-        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source", "schema"))
+        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source", "schema", "uses"))
         if d.get("schema", SCHEMA) != SCHEMA:
             raise InvalidJSON(f"{where}.schema", f"expected {SCHEMA!r}, got {d['schema']!r:.60}")
         if not isinstance(d["filename"], str) or not isinstance(d.get("source", ""), str):
@@ -324,7 +335,16 @@ class _Decoder:
             blocks=tuple(self.block(x, f"{where}.blocks[{i}]") for i, x in enumerate(self.items(d["blocks"], where))),
             filename=d["filename"],
             source=d.get("source", ""),
+            uses=tuple(self.use(x, f"{where}.uses[{i}]") for i, x in enumerate(self.items(d.get("uses", []), where))),
         )
+
+    def use(self, data: object, where: str) -> UseDecl:
+        d = self.obj(data, where, "UseDecl", ("path", "std", "span"))
+        if not isinstance(d["path"], str) or not isinstance(d["std"], bool):
+            raise InvalidJSON(where, "expected a path (a string) and std (true or false)")
+        if d["std"] and not IDENTIFIER.fullmatch(d["path"]):
+            raise InvalidJSON(f"{where}.path", f"expected a name of normdsl's library, got {d['path']!r:.60}")
+        return UseDecl(d["path"], d["std"], self.span(d["span"], f"{where}.span"))
 
     def span(self, data: object, where: str) -> Span:
         d = self.obj(data, where, "Span", ("line", "column", "end_line", "end_column", "start", "end"))

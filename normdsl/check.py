@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import assert_never
 
-from normdsl import plugins
+from normdsl import modules, plugins
 from normdsl.ast import BinOp, BlockDef, Concat, Layer, Node, Ref, Repeat, Residual, Spec, Word
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.hints import layer_hint
 from normdsl.layers import ACTIVATIONS, COMPOSITES, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
 from normdsl.limits import DEFAULT_LIMITS, Limits
+from normdsl.modules import Home
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
 from normdsl.resolve import resolve
@@ -116,6 +117,10 @@ class _Checker:
             assert replaced is not None
             self.error(before + after, span, hint, (), key, (flag(replaced), self.replacements[replaced]))
             return
+        home = self.homes.get(inst.stack[-1].block) if inst.written and inst.stack else None
+        if home is not None:  # written in a used file: shown there
+            self.error(message, span if written else inst.written or span, hint, (), key, home)
+            return
         if written and inst.written:  # a composite's text is not the user's: show where it is used
             span = inst.span
         shown = self.expander.where(span, inst.stack)[0]  # inside a composite or --set's text: its use
@@ -138,6 +143,8 @@ class _Checker:
 
     def run(self, input_shape: Shape | None, replacements: dict[str, str]) -> Network:
         self.replacements = replacements
+        self.used = modules.load(self.spec, self.limits)
+        self.diagnostics += self.used.diagnostics
         shape = self.input(input_shape)
         blocks = self.blocks(replacements)
         self.block_names = list(blocks)
@@ -145,7 +152,8 @@ class _Checker:
             raise self.fail()
         composites = {name: block for name, block in _composites().items() if name not in blocks}
         sources = replacements | {name: COMPOSITES[name].definition for name in composites}
-        self.expander = expander = Expander(self.spec, blocks, sources, self.limits, self.error, composites)
+        sources |= {name: text for name, (_, text) in self.homes.items() if name not in replacements}
+        self.expander = expander = Expander(self.spec, blocks, sources, self.limits, self.error, composites, self.homes)
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
@@ -177,6 +185,7 @@ class _Checker:
             spec=dataclasses.replace(self.spec, blocks=tuple(blocks.values())),
             output=output,
             replaced=tuple(replacements.items()),
+            homes=tuple((name, *home) for name, home in self.homes.items() if name in used),
             composites=tuple(
                 composites[name] for name in sorted({b for layer in net for b in layer.blocks} & composites.keys())
             ),
@@ -203,31 +212,41 @@ class _Checker:
     def blocks(self, replacements: dict[str, str]) -> dict[str, BlockDef]:
         """The spec's blocks by name (validated), with the replacements made (--set, --norm)."""
         blocks: dict[str, BlockDef] = {}
-        for block in self.spec.blocks:
+        homes: dict[str, Home | None] = {}
+        own = [(block, None) for block in self.spec.blocks]
+        for block, home in [*own, *self.used.blocks.values()]:
+            where = None if home is None else (home.filename, home.source)
             if block.name in KINDS:
                 hint = f"rename the block, e.g. my_{block.name}"
-                self.error(
-                    f"'{block.name}' is a layer of the language; a block cannot redefine it", block.name_span, hint
-                )
+                message = f"'{block.name}' is a layer of the language; a block cannot redefine it"
+                self.error(message, block.name_span, hint, elsewhere=where)
+            elif block.name in blocks and homes[block.name] is None and home is not None:
+                other = blocks[block.name].name_span
+                message = f"block '{block.name}' is defined in {home.filename} and in {self.spec.filename}:{other.line}:{other.column}"
+                self.error(message, block.name_span, "rename one of them", elsewhere=where)
             elif block.name in blocks:
                 self.error(f"block '{block.name}' is defined twice", block.name_span, "rename one of them")
             names = [p.name for p in block.params]
             for param in block.params:
                 if names.count(param.name) > 1:
-                    self.error(f"parameter '{param.name}' appears twice in block '{block.name}'", param.span)
+                    message = f"parameter '{param.name}' appears twice in block '{block.name}'"
+                    self.error(message, param.span, elsewhere=where)
                 if param.name in _VALUE_WORDS and param.name in _words(block.body):
                     message = f"parameter '{param.name}' of block '{block.name}' hides the word {param.name}: in the body, {param.name} means the parameter"
-                    self.warn(message, param.span, f"rename the parameter, e.g. {param.name}_")
+                    self.warn(message, param.span, f"rename the parameter, e.g. {param.name}_", elsewhere=where)
                 if param.default is not None and _symbolic(param.default):
                     hint = f"write a value ({param.name}=4), and compute in the body: conv{{2*{param.name}}}"
-                    self.error(f"the default of parameter '{param.name}' must be a value", param.span, hint)
+                    message = f"the default of parameter '{param.name}' must be a value"
+                    self.error(message, param.span, hint, elsewhere=where)
             defaults = [p.default is not None for p in block.params]
             if any(earlier and not later for earlier, later in itertools.pairwise(defaults)):
                 first = block.params[defaults.index(True)]
                 hint = f"put the parameters with defaults last: let {block.name}(f, s=1) = ..."
                 message = f"block '{block.name}': a parameter without a default follows '{first.name}', which has one"
-                self.error(message, block.name_span, hint)
+                self.error(message, block.name_span, hint, elsewhere=where)
             blocks.setdefault(block.name, block)
+            homes.setdefault(block.name, home)
+        self.homes = {name: (home.filename, home.source) for name, home in homes.items() if home is not None}
         for name, text in replacements.items():
             option, whole = flag(name), Span.at(text, 0, len(text))
             if name in KINDS:

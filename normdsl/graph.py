@@ -5,9 +5,8 @@ unrolled, residual and branch paths wired. The result is the model's graph in cr
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Protocol, assert_never
 
 from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
@@ -40,7 +39,16 @@ class Instance:
     written: Span | None = None  # where it is written when that is not the spec (--set's text, a composite's)
 
 
-Report = Callable[[str, Span, str | None, tuple[tuple[str, Span], ...]], None]
+class Report(Protocol):
+    def __call__(
+        self,
+        message: str,
+        span: Span,
+        hint: str | None,
+        notes: tuple[tuple[str, Span], ...],
+        *,
+        elsewhere: tuple[str, str] | None = None,
+    ) -> None: ...
 
 
 _SIZE_UNKNOWN = 10**30  # sizes are capped here: beyond any limit
@@ -59,11 +67,13 @@ class Expander:
         limits: Limits,
         report: Report,
         composites: dict[str, BlockDef] | None = None,
+        homes: dict[str, tuple[str, str]] | None = None,
     ):
         """``sources``: the text of blocks not written in the spec (--set's, composites'), by name;
         ``composites``: the composite kinds' blocks, expanded once their input's channels are known."""
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
         self.composites = composites or {}
+        self.homes = homes or {}  # blocks of used files: (file name, text), where their problems are shown
         self.instances: list[Instance] = []
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
         self.quiet = 0  # > 0 while sizing: problems are not reported twice
@@ -420,8 +430,13 @@ class Expander:
         return result
 
     def problem(self, message: str, span: Span, stack: tuple[Use, ...], hint: str | None = None) -> bool:
-        if not self.quiet:
-            shown = self.where(span, stack)[0]  # inside a composite or --set's text: where it is used
+        if self.quiet:
+            return False
+        home = self.homes.get(stack[-1].block) if stack else None
+        if home is not None:  # inside a used file: shown there
+            self.report(message + context(stack, span), span, hint, (), elsewhere=home)
+        else:  # inside a composite or --set's text: shown where it is used
+            shown = self.where(span, stack)[0]
             self.report(message + context(stack, span), shown, hint, notes(stack, shown))
         return False
 

@@ -69,6 +69,7 @@ class Network:
     output: int = -1  # the index of the layer whose output is the model's (-1: the input itself)
     replaced: tuple[tuple[str, str], ...] = ()  # blocks replaced from outside the spec: (("norm", "gn(32)"),)
     composites: tuple[BlockDef, ...] = ()  # the composite kinds the model uses (se), as blocks of their own
+    homes: tuple[tuple[str, str, str], ...] = ()  # blocks from used files: (block, file name, the file's text)
 
     @property
     def output_shape(self) -> Shape:

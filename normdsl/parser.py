@@ -40,6 +40,7 @@ from normdsl.ast import (
     Repeat,
     Residual,
     Spec,
+    UseDecl,
     Value,
     Word,
 )
@@ -285,8 +286,15 @@ class _ToAst:
                 self.problems.append(_run_on(block, after))
         inputs = tuple(c for c in children if isinstance(c, InputDecl))
         blocks = tuple(c for c in children if isinstance(c, BlockDef))
-        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef))
-        return Spec(body=body, inputs=inputs, blocks=blocks)  # type: ignore[arg-type]
+        uses = tuple(c for c in children if isinstance(c, UseDecl))
+        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl))
+        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses)  # type: ignore[arg-type]
+
+    def use_decl(self, meta: object, children: list[Token]) -> UseDecl:
+        (path,) = children
+        if path.type == "STD_PATH":
+            return UseDecl(str(path).removeprefix("std/"), True, _span(meta))
+        return UseDecl(json.loads(path), False, _span(meta))
 
     def input_decl(self, meta: object, children: list[Token]) -> InputDecl:
         return InputDecl(tuple(self.number(t) for t in children[1:]), _span(meta))

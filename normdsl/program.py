@@ -141,8 +141,9 @@ class _Builder:
         self.names = Namespace((*self.spec.blocks, *network.composites), imported)
         self.composites = {b.name for b in network.composites}
         # blocks whose text is not the spec's: where their operations come from, and that text
-        self.sources = {name: (flag(name), text) for name, text in network.replaced}
-        self.sources |= {name: (name, COMPOSITES[name].definition) for name in self.composites}
+        self.sources = {name: (flag(name), text, False) for name, text in network.replaced}
+        self.sources |= {name: (name, COMPOSITES[name].definition, False) for name in self.composites}
+        self.sources |= {name: (Path(file).name, text, True) for name, file, text in network.homes}
         self.file = one_line(Path(network.filename).name)
         self.used: set[str] = set()
         self.helpers = 0  # local functions made for loops nested too deep
@@ -163,15 +164,16 @@ class _Builder:
         params = tuple((scope[p.name], None if p.default is None else self.value(p.default, {})) for p in passed)
         external = block.name if block.name in self.sources else None
         body = self.seq((block.body,), "x", "x", _Where(scope, external=external))
+        head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
+        file, text, positioned = self.sources.get(block.name, (self.file, "", True))
         if composite:
             origin = ir.Origin("normdsl", f"composite kind {block.name}")
-        elif external is not None:
-            origin = ir.Origin(*self.sources[block.name])
+        elif not positioned:  # replaced from outside the spec: the option and its text
+            origin = ir.Origin(file, text)
         else:
-            head = f"{block.name}({', '.join(p.name for p in block.params)})" if block.params else block.name
-            origin = ir.Origin(f"{self.file}:{block.span.line}:{block.span.column}", f"block {head}")
+            origin = ir.Origin(f"{file}:{block.span.line}:{block.span.column}", f"block {head}")
         channels = scope[block.params[0].name] if composite else None
-        replaced = external is not None and not composite
+        replaced = external is not None and not composite and not positioned
         return ir.Block(self.names.function(block.name), params, origin, replaced, body, channels)
 
     # ---- operations --------------------------------------------------------------------------
@@ -240,7 +242,9 @@ class _Builder:
 
     def origin(self, node: Node, text: str | None, where: _Where) -> ir.Origin:
         if where.external is not None:
-            place, source = self.sources[where.external]
+            place, source, positioned = self.sources[where.external]
+            if positioned:
+                place = f"{place}:{node.span.line}:{node.span.column}"
             return ir.Origin(place, text or one_line(source[node.span.start : node.span.end]))
         place = f"{self.file}:{node.span.line}:{node.span.column}"
         return ir.Origin(place, text or one_line(self.network.source[node.span.start : node.span.end]))
