@@ -49,7 +49,7 @@ def check(
     if isinstance(spec, str):
         spec = parse(spec, limits=limits)
     if not isinstance(spec, Spec):
-        raise TypeError(f"check() takes a Spec or spec text, got {type(spec).__name__}")
+        raise TypeError(f"check(spec=...) must be a Spec or spec text, got {type(spec).__name__}")
     replacements = _replacements(norm, replace)
     if input_shape is not None:
         input_shape = _input_shape(input_shape, limits)
@@ -66,9 +66,11 @@ def check(
 def _input_shape(shape: object, limits: Limits) -> Shape:
     """The API's ``input_shape``: one or more positive integers (no bools), each within the limit."""
     if not isinstance(shape, tuple | list) or not shape:
-        raise TypeError(f"input_shape must be a tuple of positive integers, got {shape!r:.80}")
+        raise TypeError(f"check(input_shape=...) must be a tuple of positive integers, got {shape!r:.80}")
     for n in shape:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= limits.max_dim:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"check(input_shape=...) must hold integers, got {shape!r:.80}")
+        if not 1 <= n <= limits.max_dim:
             raise ValueError(f"input_shape must hold integers from 1 to {limits.max_dim:,}, got {shape!r:.80}")
     return tuple(shape)
 
@@ -450,12 +452,15 @@ def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[s
             raise TypeError(f"check(replace=...) must map block names to layers, got {type(replace).__name__}")
         out.update(replace)
     if norm is not None:
+        if not isinstance(norm, str):
+            raise TypeError(f"check(norm=...) must be spec text such as 'gn(32)', got {type(norm).__name__}")
         if NORM in out:
             raise ValueError("give the norm once: norm=... or replace={'norm': ...}")
         out[NORM] = norm
     for name, text in out.items():
         if not isinstance(name, str) or not name.isidentifier() or not isinstance(text, str):
-            raise TypeError(f"replace= maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}")
+            message = f"check(replace=...) maps block names to spec text such as 'gn(32)', got {name!r}: {text!r:.60}"
+            raise TypeError(message)
     return out
 
 

@@ -236,8 +236,24 @@ def test_the_wheel_ships_the_schemas(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", [None, 3, b"conv8", ["conv8"]])
 def test_check_of_a_wrong_type_is_a_type_error(spec: object) -> None:
-    with pytest.raises(TypeError, match=r"check\(\)"):
+    with pytest.raises(TypeError, match=r"check\(spec=\.\.\.\)"):
         normdsl.check(spec)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"norm": 5}, "norm"),
+        ({"replace": {"norm": 5}}, "replace"),
+        ({"replace": ["norm"]}, "replace"),
+        ({"input_shape": (8, 8, 3.0)}, "input_shape"),
+        ({"input_shape": "8,8,3"}, "input_shape"),
+        ({"limits": {}}, "limits"),
+    ],
+)
+def test_a_wrong_type_of_argument_is_a_type_error_naming_it(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(TypeError, match=rf"check\({named}=\.\.\.\)"):
+        normdsl.check("input(8, 8, 3) conv8", **kwargs)  # type: ignore[arg-type]
 
 
 def test_expand_of_a_spec_with_blocks_is_a_clear_error() -> None:
