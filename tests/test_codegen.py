@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,13 @@ def test_generated_code_is_deterministic_black_formatted_and_compiles(path: Path
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_ids())
 def test_generated_module_direct_build_and_checker_agree(keras: Any, path: Path, tmp_path: Path) -> None:
     network = normdsl.check(normdsl.parse(path.read_text(), filename=path.name))
+    keras.backend.clear_session()  # a fresh session: Keras names the generated module's layers from conv2d on
     generated = run_generated(normdsl.render(network))
     direct = normdsl.build_model(network)
     assert built_rows(network) == checker_rows(network)  # each layer, as Keras computes it
     assert keras_rows(generated) == keras_rows(direct)  # the same graph: Keras lists both alike
     assert configs(generated) == configs(direct)
+    assert layer_names(generated) == layer_names(direct)
     assert generated.name == direct.name == path.stem
     if network.params < 5_000_000:  # saving VGG-16's 138 M parameters takes long and proves nothing new
         direct.save(tmp_path / "m.keras")
@@ -77,6 +80,44 @@ def test_random_specs_three_views_agree(keras: Any, model: Any) -> None:
     generated = run_generated(normdsl.render(network))
     assert keras_rows(generated) == keras_rows(reference) == checker_rows(network)
     assert configs(generated) == configs(reference)
+
+
+def layer_names(model: Any) -> list[str]:
+    return [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+BRANCHY = """let stage(f, n) = (res(conv{f}(pad=same) bn relu, shortcut=conv{f}(k=1)) relu)*n
+input(16, 16, 3)
+conv8(name="conv_0") stage(8, 2) cat(conv4(k=1), maxpool(pool=3, s=1, pad=same) conv4(k=1)) se
+gate(conv8(k=1) sigmoid) gap dense4(name="head")
+"""
+
+
+def test_the_direct_build_names_layers_as_keras_names_the_generated_modules(keras: Any) -> None:
+    """Blocks used twice, loops, residuals, branches, a composite, and names the spec gives (conv_0 was
+    the direct build's own name for the first conv once; user names stay theirs, and are not counted)."""
+    from normdsl.emit_keras import auto_names
+
+    network = normdsl.check(BRANCHY)
+    keras.backend.clear_session()
+    generated = layer_names(run_generated(normdsl.render(network)))
+    direct = layer_names(normdsl.build_model(network))
+    assert direct == generated
+    assert direct[0] == "conv_0" and {"conv2d", "conv2d_1", "batch_normalization", "add", "multiply"} <= set(direct)
+    assert len(set(direct)) == len(direct)
+    assert auto_names(network)[:3] == [None, "conv2d", "conv2d_1"]
+
+
+@settings(max_examples=25)
+@given(random_model())
+def test_random_specs_direct_build_and_generated_module_name_layers_alike(keras: Any, model: Any) -> None:
+    try:
+        network = normdsl.check(spec_text(*model))
+    except normdsl.SpecError:
+        return  # the oracle tests cover invalid specs
+    keras.backend.clear_session()
+    generated = layer_names(run_generated(normdsl.render(network)))
+    assert layer_names(normdsl.build_model(network)) == generated
 
 
 def test_the_header_docstring_names_the_file_holds_the_spec_and_the_totals() -> None:
@@ -238,6 +279,24 @@ def test_mistakes_in_a_user_template_are_diagnostics_at_its_line(
     assert cli.main(args) == 1
     err = capsys.readouterr().err.replace(f"{tmp_path}/", "")
     assert err.startswith(diagnostic) and "Traceback" not in err and "internal error" not in err, err
+
+
+def test_the_readmes_template_example_is_real_output(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    from conftest import ROOT
+
+    from normdsl import cli
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- template-example -->", 1)[1].split("<!-- /template-example -->")[0]
+    template, command = (textwrap.dedent(part).strip() for part in section.split("the build names the mistake:"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "plain.py.j2").write_text(template + "\n")
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "groupnorm.nd").write_text((ROOT / "examples" / "groupnorm.nd").read_text())
+    monkeypatch.chdir(tmp_path)
+    first, *shown = command.split("\n")
+    assert cli.main(first.split()[2:]) == 1
+    assert capsys.readouterr().err == "\n".join(shown) + "\n"
 
 
 def test_the_keras_target_renders_every_kind_of_ir_operation() -> None:

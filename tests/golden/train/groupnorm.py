@@ -24,10 +24,46 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
-from tensorflow import keras
-from tensorflow.keras import layers
+
+def arguments(argv=None):
+    """The command line, parsed before TensorFlow's slow import: --help answers at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        help="an image folder, one sub-folder per class (default: synthetic data)",
+    )
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32, help="per replica")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument(
+        "--out",
+        default="runs/groupnorm",
+        help="where checkpoints and the history go",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
+    )
+    parser.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=1,
+        help="split the CPU into this many devices",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=256, help="synthetic data: how many images"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments()  # --help, and mistakes in the arguments, before TensorFlow is imported
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow import keras  # noqa: E402
+from tensorflow.keras import layers  # noqa: E402
 
 INPUT_SHAPE = (224, 224, 3)
 NUM_CLASSES = 10
@@ -110,34 +146,7 @@ def folder_data(folder, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        help="an image folder, one sub-folder per class (default: synthetic data)",
-    )
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32, help="per replica")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    parser.add_argument(
-        "--out",
-        default="runs/groupnorm",
-        help="where checkpoints and the history go",
-    )
-    parser.add_argument(
-        "--strategy",
-        choices=["default", "mirrored", "multiworker"],
-        default="default",
-    )
-    parser.add_argument(
-        "--cpu-replicas",
-        type=int,
-        default=1,
-        help="split the CPU into this many devices",
-    )
-    parser.add_argument(
-        "--samples", type=int, default=256, help="synthetic data: how many images"
-    )
-    args = parser.parse_args(argv)
+    args = arguments(argv)
 
     strategy = strategy_for(args.strategy, args.cpu_replicas)
     replicas = strategy.num_replicas_in_sync
@@ -172,7 +181,11 @@ def main(argv=None):
         str(out / "best.keras"), monitor="val_loss", save_best_only=True
     )
     history = model.fit(
-        train, validation_data=validation, epochs=args.epochs, callbacks=[checkpoint]
+        train,
+        validation_data=validation,
+        epochs=args.epochs,
+        callbacks=[checkpoint],
+        shuffle=False,  # the data set shuffles itself
     )
     results = model.evaluate(validation, return_dict=True)
     report = {
