@@ -42,10 +42,13 @@ def layer_source(keras_class: str, module: str | None, args: Args, kwargs: Kwarg
     return f"{'' if module else 'layers.'}{keras_class}({', '.join(written)})"
 
 
-def make_layer(keras: Any, keras_class: str, module: str | None, args: Args, kwargs: Kwargs, name: str) -> Any:
-    """The same layer, made directly with ``keras`` (the direct build), named ``name`` unless the spec named it."""
+def make_layer(
+    keras: Any, keras_class: str, module: str | None, args: Args, kwargs: Kwargs, name: str | None = None
+) -> Any:
+    """The same layer, made directly with ``keras`` (the direct build): named as the spec names it
+    (``kwargs``), else ``name``, else (None) as Keras names it."""
     home = importlib.import_module(module) if module else keras.layers
-    return getattr(home, keras_class)(*args, **({"name": name} | dict(kwargs)))
+    return getattr(home, keras_class)(*args, **(({} if name is None else {"name": name}) | dict(kwargs)))
 
 
 def imports(classes: Iterable[tuple[str | None, str]]) -> tuple[PyCode, ...]:
