@@ -390,6 +390,7 @@ class _Checker:
             span=inst.span,
             text=inst.text,
             blocks=tuple(use.block for use in inst.stack),
+            uses=tuple(use.span for use in inst.stack),
         )
 
     def check_names(self, net: list[NetLayer]) -> None:

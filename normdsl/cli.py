@@ -186,6 +186,12 @@ def _shape(text: str) -> Shape:
     return shape
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {shown(text)[:80]!r}")
+    return int(text)
+
+
 def _assignment(text: str) -> tuple[str, str]:
     name, sep, layers = text.partition("=")
     name = name.strip()
@@ -282,7 +288,32 @@ def cmd_summary(args: argparse.Namespace, report: Report) -> int:
 
             build_model(network).summary()
         else:
-            print(summary.as_json(network) if args.json else summary.text(network))
+            print(summary.as_json(network) if args.json else summary.text(network, depth=args.depth))
+        return EXIT_OK
+
+    if args.depth is not None and (args.json or args.keras):
+        raise UsageError("--depth shapes the table: it cannot go with --json or --keras")
+    return each(args, report, run)
+
+
+def cmd_compare(args: argparse.Namespace, report: Report) -> int:
+    from normdsl import compare
+
+    replace = dict(args.set or ())
+    if args.norm and "norm" in replace:
+        raise UsageError("give the norms once: --norm LAYERS... or --set norm=LAYERS")
+    specs = [(source.name, source.read()) for source in sources(args)]
+    found = compare.variants(specs, args.norm or (), replace=replace, input_shape=args.input)
+    fmt = "json" if args.json else "csv" if args.csv else "markdown" if args.markdown else "text"
+    print(compare.sites(found) if args.layers else compare.table(found, fmt))
+    return EXIT_OK if all(v.network is not None for v in found) else EXIT_SPEC
+
+
+def cmd_explain(args: argparse.Namespace, report: Report) -> int:
+    from normdsl import compare
+
+    def run(source: Source) -> int:
+        print(compare.explain(_network(args, source, report)))
         return EXIT_OK
 
     return each(args, report, run)
@@ -479,6 +510,20 @@ def _parser() -> argparse.ArgumentParser:
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the figures as JSON")
     output.add_argument("--keras", action="store_true", help="build the model with Keras and print its own summary")
+    p.add_argument("--depth", type=_positive, metavar="N", help="show blocks nested N deep or more as one row each")
+    p = command("compare", cmd_compare, "compare normalization variants of specs side by side", model=False)
+    p.add_argument("--norm", nargs="+", metavar="LAYERS", help="the variants' normalizations, e.g. bn ln in 'gn(16)'")
+    p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the specs' input shape")
+    p.add_argument(
+        "--set", type=_assignment, action="append", metavar="BLOCK=LAYERS", help="replace a block in every variant"
+    )
+    p.add_argument("--layers", action="store_true", help="one row per normalization site that differs between variants")
+    output = p.add_mutually_exclusive_group()
+    for fmt in ("json", "csv", "markdown"):
+        output.add_argument(
+            f"--{fmt}", action="store_true", help=f"the table as {fmt.upper() if fmt != 'markdown' else 'Markdown'}"
+        )
+    command("explain", cmd_explain, "say what each normalization layer computes, for its shape")
     p = command("build", cmd_build, "write black-formatted Keras code for a spec")
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")

@@ -29,6 +29,7 @@ class NetLayer:
     span: Span
     text: str  # the layer as written, on one line: gn(16)
     blocks: tuple[str, ...] = ()  # the blocks it sits in, outermost first
+    uses: tuple[Span, ...] = ()  # where each of those blocks is used (in the text that uses it)
 
     @property
     def params(self) -> int:
