@@ -288,7 +288,10 @@ def cmd_summary(args: argparse.Namespace, report: Report) -> int:
 
             build_model(network).summary()
         else:
-            print(summary.as_json(network) if args.json else summary.text(network, depth=args.depth))
+            if args.json:
+                print(summary.as_json(network))
+            else:
+                print(summary.text(network, depth=args.depth, color=use_color(sys.stdout)))
         return EXIT_OK
 
     if args.depth is not None and (args.json or args.keras):

@@ -19,6 +19,7 @@ Counting convention (Keras reports neither):
 
 from __future__ import annotations
 
+import functools
 import html as _html
 import json
 import re
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
-from normdsl.diagnostics import Span
+from normdsl.diagnostics import Span, painted
 from normdsl.layers import Shape
 from normdsl.network import NetLayer, Network
 
@@ -238,9 +239,11 @@ def _table(network: Network, depth: int | None) -> _Table:
 # ---- formats -----------------------------------------------------------------------------------
 
 
-def text(network: Network, *, depth: int | None = None) -> str:
-    """The summary as Keras prints it, plus MACs and activation-memory columns (and the block path)."""
+def text(network: Network, *, depth: int | None = None, color: bool = False) -> str:
+    """The summary as Keras prints it, plus MACs and activation-memory columns (and the block path);
+    with ``color`` (a terminal), the title, header and totals in bold as Keras's rich summary has them."""
     table = _table(network, depth)
+    bold = functools.partial(painted, style="bold", color=color)
     widths = [max(len(row[i]) for row in [table.header, *table.cells]) for i in range(len(table.header))]
 
     def line(row: tuple[str, ...]) -> str:
@@ -248,8 +251,8 @@ def text(network: Network, *, depth: int | None = None) -> str:
         return " " + "  ".join(cell.ljust(w) if left else cell.rjust(w) for cell, w, left in cells).rstrip()
 
     rule = "─" * (sum(widths) + 2 * len(widths))
-    out = [table.title, rule, line(table.header), rule, *(line(row) for row in table.cells), rule]
-    return "\n".join(out + [f" {total}" for total in table.totals])
+    out = [bold(table.title), rule, bold(line(table.header)), rule, *(line(row) for row in table.cells), rule]
+    return "\n".join(out + [f" {bold(total)}" for total in table.totals])
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&$!])")

@@ -381,3 +381,25 @@ def test_a_checking_error_in_norm_is_shown_in_the_norm_text(tmp_path: Path, norm
     result = run("check", "m.nd", "--norm", norm, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines()[:3] == expected
+
+
+def test_the_summary_on_a_terminal_is_styled_and_only_its_style_differs(tmp_path: Path) -> None:
+    (tmp_path / "m.nd").write_text(SPEC)
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [str(SCRIPT), "summary", "m.nd"], cwd=tmp_path, stdout=follower, env=environment(TERM="xterm")
+        )
+        os.close(follower)
+        received = b""
+        while chunk := _read(leader):
+            received += chunk
+        assert process.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    styled = received.decode().replace("\r\n", "\n")
+    plain = subprocess.run(
+        [str(SCRIPT), "summary", "m.nd"], cwd=tmp_path, capture_output=True, text=True, env=environment(), timeout=60
+    ).stdout
+    assert "\x1b[1mModel:" in styled and " \x1b[1mTotal params:" in styled and "\x1b" not in plain
+    assert SGR.sub("", styled) == plain
