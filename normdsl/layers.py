@@ -79,7 +79,7 @@ class Param:
             "bool": "true or false",
             "pair": f"an integer{bounds} or a pair of them, e.g. (1, 7)",
             "padding2d": "an integer ≥ 0, a pair (h, w), or ((top, bottom), (left, right))",
-            "choice": " or ".join(self.choices),
+            "choice": " or ".join(self.choices) if len(self.choices) <= 3 else "one of " + ", ".join(self.choices),
             "activation": "an activation: " + ", ".join(ACTIVATIONS),
             "name": "a name of letters, digits, '_', '.' and '-', starting with a letter (at most 100 characters)",
             "axis": "an axis index such as -1",
