@@ -13,6 +13,7 @@ result is formatted with black and checked by :mod:`normdsl.safety`. A mistake i
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
@@ -35,7 +36,7 @@ from normdsl.layers import Shape
 from normdsl.network import Network
 from normdsl.program import program
 from normdsl.pysource import LINE_LENGTH, Function, PyCode, SafeText, Statement, literal, safe_text
-from normdsl.safety import unexpected_code
+from normdsl.safety import MODULES, unexpected_code
 from normdsl.summary import batch_shape
 from normdsl.util import paused_gc
 from normdsl.writer import MARKER
@@ -90,14 +91,18 @@ def render(
 
 def _render(network: Network, template: str, strategy: str, template_dir: Path | None) -> str:
     suffix = template_suffix(template, template_dir)
-    folders = _folders(template_dir)
-    env = _environment(*folders)
-    user = folders[:-1]  # the user's folder, searched first
-    model = _fields(source_model(network, strategy=strategy))
+    user = _folders(template_dir)[:-1]  # the user's folder, searched first
+    loaded = _load(f"{template}{suffix}.j2", template_dir)
     try:
-        loaded = env.get_template(f"{template}{suffix}.j2")
+        reserved, failed = _names(loaded) | MODULES, None
+    except Exception as exc:  # a mistake in the template: said below, in the words of the user's network
+        reserved, failed = frozenset(MODULES), exc
+    model = _fields(source_model(network, strategy=strategy, reserved=reserved))
+    try:
         text = loaded.render(network=network, **model)
-    except Exception as exc:  # syntax, undefined names, the sandbox's refusals, a raw string printed, ...
+        if failed is not None:  # (it fails only for the tiny network: its names are unknown)
+            raise failed
+    except Exception as exc:  # undefined names, the sandbox's refusals, a raw string printed, ...
         raise _template_error(exc, user) from None
     # Our templates and the Keras target write black's layout themselves (tests check that black changes
     # nothing); a user's template is formatted by black.
@@ -108,6 +113,54 @@ def _render(network: Network, template: str, strategy: str, template_dir: Path |
     code = text if own else _black(text, file)
     _safety_check(code, file, own=own, module=True, plugins=_plugins(network))
     return code
+
+
+def template_names(template: str = "model", template_dir: Path | None = None) -> frozenset[str]:
+    """The names no identifier of a spec takes in this template's code: every name the code defines
+    or reads, and the library names the safety check knows (``tf`` is TensorFlow in any template)."""
+    loaded = _load(f"{template}{template_suffix(template, template_dir)}.j2", template_dir)
+    try:
+        return _names(loaded) | MODULES
+    except Exception as exc:
+        raise _template_error(exc, _folders(template_dir)[:-1]) from None
+
+
+def _load(file: str, template_dir: Path | None) -> jinja2.Template:
+    """The template, loaded (a BadTemplate for a syntax error)."""
+    folders = _folders(template_dir)
+    try:
+        return _environment(*folders).get_template(file)
+    except Exception as exc:
+        raise _template_error(exc, folders[:-1]) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _names(template: jinja2.Template) -> frozenset[str]:
+    """The names a template's code defines or reads: it is rendered once for a tiny network (no
+    identifiers of its own), and the result's names are collected with ``ast``: functions,
+    parameters, imports, every name assigned or read (locals too). Cached per loaded template (Jinja
+    loads a changed file anew)."""
+    network = _tiny_network()
+    text = template.render(network=network, **_fields(source_model(network)))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:  # black or the safety check says what is wrong with the real output
+        return frozenset()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        match node:
+            case ast.Name(id=name) | ast.arg(arg=name) | ast.FunctionDef(name=name) | ast.ClassDef(name=name):
+                names.add(name)
+            case ast.AsyncFunctionDef(name=name):
+                names.add(name)
+            case ast.alias(name=name, asname=asname):
+                names.add(asname or name.split(".")[0])
+    return frozenset(names)
+
+
+@functools.cache
+def _tiny_network() -> Network:
+    return check("input(8, 8, 3) conv8")
 
 
 class TemplateProblem(ValueError):
@@ -309,9 +362,11 @@ def _fields(model: SourceModel) -> dict[str, object]:
     return {f.name: getattr(model, f.name) for f in fields(model)}
 
 
-def source_model(network: Network, *, strategy: str = "default") -> SourceModel:
+def source_model(network: Network, *, strategy: str = "default", reserved: frozenset[str] = frozenset()) -> SourceModel:
+    """What a template receives; ``reserved``: the names of the template it is for, which no spec
+    identifier takes (:func:`template_names`)."""
     spec_file = Path(network.filename).name
-    structure = target_keras.render(program(network))
+    structure = target_keras.render(program(network, reserved=reserved))
     head = classification_head(network)
     if not network.name.isidentifier() or strategy not in STRATEGIES:
         raise ValueError(f"model name {network.name!r} or strategy {strategy!r} cannot be used in code")

@@ -3,7 +3,7 @@ repetitions, variables for residual and branch paths. Framework-independent: a t
 (target_keras.py).
 
 Identifiers from the spec go through :class:`Namespace` (checked, renamed away from Python's
-keywords, builtins, the templates' names and the variables the code makes itself, and
+keywords, builtins, the names of the template in use and the variables the code makes itself, and
 deduplicated); calls come from the one resolver; values stay typed (a block parameter is ``Code``)."""
 
 from __future__ import annotations
@@ -26,54 +26,16 @@ from normdsl.resolve import resolve
 
 MAX_LOOPS = 16  # loops nested in one function; Python refuses more than 20 statically nested blocks
 
-# Every module-level name the templates define, import or read, and the locals of build_model:
-# spec identifiers never take them (tests/test_security.py checks the list against every template).
-TEMPLATE_NAMES = frozenset(
-    [
-        "x",
-        "inputs",
-        "input_shape",
-        "layers",
-        "keras",
-        "tf",
-        "np",
-        "plt",
-        "argparse",
-        "json",
-        "warnings",
-        "Path",
-        "build_model",
-        "classifier",
-        "strategy_for",
-        "synthetic_data",
-        "folder_data",
-        "main",
-        "INPUT_SHAPE",
-        "NUM_CLASSES",
-        "SYNCHRONIZED_BATCH_NORM",
-        "EPOCHS",
-        "BATCH_SIZE",
-        "LEARNING_RATE",
-        "SAMPLES",
-        "DATA_DIR",
-        "train",
-        "validation",
-        "num_classes",
-        "model",
-        "history",
-        "results",
-    ]
-)
 # The variables generated code makes itself: y, shortcut_2, branch_1, branch_3_2, repeat_4.
 _INTERNAL = re.compile(r"(y|shortcut|branch|repeat)(_[0-9]+)*")
 
 
-def _reserved(name: str) -> bool:
+def _reserved(name: str, template: frozenset[str]) -> bool:
     return (
         keyword.iskeyword(name)
         or keyword.issoftkeyword(name)
         or hasattr(builtins, name)
-        or name in TEMPLATE_NAMES
+        or name in template
         or _INTERNAL.fullmatch(name) is not None
     )
 
@@ -81,18 +43,27 @@ def _reserved(name: str) -> bool:
 class Namespace:
     """Python names for the spec's identifiers: a block's function, a block's parameters. Each is
     the spec's name, with ``_`` appended while it is reserved or already taken, so that no two
-    meanings share a name (a parameter never hides a block function or a template name)."""
+    meanings share a name (a parameter never hides a block function or a name of the template).
 
-    def __init__(self, blocks: tuple[BlockDef, ...], imported: frozenset[str] = frozenset()):
-        taken: set[str] = set(imported)  # names the module imports (plugin layer classes)
+    ``reserved``: every name the template's code defines or reads (emit_source finds them by
+    rendering the template); ``imported``: the names the module imports (plugin layer classes)."""
+
+    def __init__(
+        self,
+        blocks: tuple[BlockDef, ...],
+        imported: frozenset[str] = frozenset(),
+        *,
+        reserved: frozenset[str],
+    ):
+        taken: set[str] = set(imported)
         self.functions: dict[str, str] = {}
         for block in blocks:
-            self.functions[block.name] = _fresh(block.name, taken)
+            self.functions[block.name] = _fresh(block.name, taken, reserved)
         self.params: dict[tuple[str, str], str] = {}
         for block in blocks:
             local = set(taken)  # a parameter hides no block function
             for param in block.params:
-                self.params.setdefault((block.name, param.name), _fresh(param.name, local))
+                self.params.setdefault((block.name, param.name), _fresh(param.name, local, reserved))
 
     def function(self, block: str) -> str:
         return self.functions[block]
@@ -101,20 +72,22 @@ class Namespace:
         return self.params[(block, name)]
 
 
-def _fresh(name: str, taken: set[str]) -> str:
+def _fresh(name: str, taken: set[str], reserved: frozenset[str]) -> str:
     if not IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a spec identifier (letters, digits and _, not starting with a digit)")
     if name.startswith("_"):  # generated names never start with _ (the safety check refuses _ names: __import__)
         name = "u" + name
-    while _reserved(name) or name in taken:
+    while _reserved(name, reserved) or name in taken:
         name += "_"
     taken.add(name)
     return name
 
 
-def program(network: Network) -> ir.Program:
+def program(network: Network, *, reserved: frozenset[str]) -> ir.Program:
+    """The program of a checked network; no spec identifier takes a name of ``reserved`` (the names
+    the template it is printed with defines or reads)."""
     assert network.spec is not None
-    return _Builder(network).build()
+    return _Builder(network, reserved).build()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +106,12 @@ class _Where:
 
 
 class _Builder:
-    def __init__(self, network: Network):
+    def __init__(self, network: Network, reserved: frozenset[str]):
         assert network.spec is not None
         self.network, self.spec = network, network.spec
         self.blocks = {b.name: b for b in (*self.spec.blocks, *network.composites)}
         imported = frozenset(n.keras_class for n in network.layers if n.module)
-        self.names = Namespace((*self.spec.blocks, *network.composites), imported)
+        self.names = Namespace((*self.spec.blocks, *network.composites), imported, reserved=reserved)
         self.composites = {b.name for b in network.composites}
         # blocks whose text is not the spec's: where their operations come from, and that text
         self.sources = {name: (flag(name), text, False) for name, text in network.replaced}

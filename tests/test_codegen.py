@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -297,6 +299,46 @@ def test_the_readmes_template_example_is_real_output(tmp_path: Path, capsys: Any
     first, *shown = command.split("\n")
     assert cli.main(first.split()[2:]) == 1
     assert capsys.readouterr().err == "\n".join(shown) + "\n"
+
+
+def test_names_a_user_template_adds_are_reserved_for_it(tmp_path: Path) -> None:
+    """A template defining globals of its own (SCALE, helper, model): blocks named like them are
+    renamed, each name is defined once, and ruff finds no redefinition or undefined name."""
+    from normdsl.emit_source import template_names
+
+    (tmp_path / "mine.py.j2").write_text(
+        '{% from "_macros.j2" import model_code with context %}\n{{ marker }}\n'
+        "from tensorflow import keras\nfrom tensorflow.keras import layers\n\nSCALE = 2\n\n\n"
+        "def helper(value):\n    return value\n\n\n{{ model_code() }}\n\n\n"
+        "def model():\n    return helper(build_model())\n"
+    )
+    assert {"SCALE", "helper", "value", "model", "build_model"} <= template_names("mine", tmp_path)
+    assert "helper" not in template_names("model")
+    spec = "let SCALE = relu\nlet helper(value) = conv{value}\nlet model = relu\ninput(8, 8, 3) SCALE helper(4) model"
+    code = normdsl.render(spec, "mine", template_dir=tmp_path)
+    tree = ast.parse(code)
+    defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    assert sorted(defined) == ["SCALE", "SCALE_", "build_model", "helper", "helper_", "model", "model_"]
+    assert "def helper_(x, value_):" in code
+    assert "x = helper(x)" not in code and "x = helper_(x, 4)" in code
+    (tmp_path / "mine.py").write_text(code)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F811,F821,F823", str(tmp_path / "mine.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_template_failing_only_for_the_network_its_names_are_found_with_is_still_an_error(tmp_path: Path) -> None:
+    from normdsl.emit_source import BadTemplate
+
+    (tmp_path / "odd.py.j2").write_text("{{ marker }}\n{% if classes == 10 %}x = {{ 1 // 0 }}{% endif %}\n")
+    with pytest.raises(BadTemplate, match=r"odd\.py\.j2:2:1: error: ZeroDivisionError"):
+        normdsl.render("input(8, 8, 3) conv4 gap dense3(act=softmax)", "odd", template_dir=tmp_path)
 
 
 def test_the_keras_target_renders_every_kind_of_ir_operation() -> None:

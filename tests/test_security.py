@@ -533,29 +533,53 @@ def test_api_misuse_names_the_argument(call: Any, error: type[Exception], names:
         call()
 
 
-@pytest.mark.parametrize("template", ["model", "train", "notebook"])
-def test_every_name_a_template_defines_or_reads_is_reserved(template: str) -> None:
-    """TEMPLATE_NAMES is kept by hand: this fails when a template starts to use a name it lacks."""
-    from normdsl.program import TEMPLATE_NAMES
+def code_of(out: str) -> str:
+    """A rendered module, or a rendered notebook's code cells."""
+    if out.startswith("{"):
+        return "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
+    return out
 
-    out = normdsl.render("norm = bn\nlet b(f) = (conv{f} norm)\ninput(8, 8, 3) b(4) relu", template)
-    if template == "notebook":
-        cells = json.loads(out)["cells"]
-        out = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    code = out
-    tree = ast.parse(code)
-    top = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
-    top |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    top |= {
-        (a.asname or a.name).split(".")[0]
-        for node in tree.body
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for a in node.names
-    }
-    build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model")
-    top |= {n.id for n in ast.walk(build) if isinstance(n, ast.Name)} | {a.arg for a in build.args.args}
-    spec_names = {"b", "norm", "f"}  # the spec's own blocks and parameter
-    assert top - spec_names - {"_"} <= TEMPLATE_NAMES, sorted(top - spec_names - TEMPLATE_NAMES)
+
+def names_in(code: str) -> set[str]:
+    """Every name the code defines or reads: functions, parameters, imports, names assigned or loaded."""
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+    return names
+
+
+NAMES_SPECS = [
+    "norm = bn\nlet b(f) = (conv{f} norm)\ninput(8, 8, 3) b(4) relu",  # no classifier head: the templates add one
+    "let b(f) = res(conv{f}(pad=same) relu)\ninput(8, 8, 4) b(4) cat(conv2, conv2) se gap dense3(act=softmax)",
+    "input(8, 8, 3) conv4 bn(sync=true) relu gap dense3",  # logits, synchronized batch norm
+    "input(16) dense4 relu dense3 softmax",
+    "input(8, 8, 3) conv4 relu flatten dense8",
+]
+
+
+@pytest.mark.parametrize("text", NAMES_SPECS)
+@pytest.mark.parametrize("template", ["model", "train", "notebook"])
+def test_every_name_a_template_defines_or_reads_is_reserved(template: str, text: str) -> None:
+    """The reserved names are found by rendering each template once for a tiny network: this fails
+    when a template uses a name only for other networks (in a branch the tiny one does not take)."""
+    from normdsl.emit_source import template_names
+    from normdsl.program import _INTERNAL
+
+    network = normdsl.check(text)
+    assert network.spec is not None
+    spec_ids = {b.name for b in (*network.spec.blocks, *network.composites)}
+    spec_ids |= {p.name for b in (*network.spec.blocks, *network.composites) for p in b.params}
+    names = names_in(code_of(normdsl.render(network, template)))
+    names = {n for n in names if n.rstrip("_") not in spec_ids and not _INTERNAL.fullmatch(n) and n != "_"}
+    reserved = template_names(template)
+    assert names - set(dir(builtins)) <= reserved, sorted(names - set(dir(builtins)) - reserved)
 
 
 @pytest.mark.parametrize(
@@ -574,33 +598,36 @@ def test_long_loop_headers_and_deep_loops_render_as_black_would(text: str) -> No
     assert normdsl.render(text, "notebook")
 
 
-def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_agrees(tmp_path: Path) -> None:
-    names: set[str] = set()  # every name the templates themselves define or read, found by rendering them
-    for template in ("model", "train", "notebook"):
-        out = normdsl.render("input(8, 8, 3) conv8", template)
-        if template == "notebook":
-            out = "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
-        names |= {n.id for n in ast.walk(ast.parse(out)) if isinstance(n, ast.Name)}
-        names |= {n.name for n in ast.walk(ast.parse(out)) if isinstance(n, ast.FunctionDef)}
+@pytest.mark.parametrize("template", ["model", "train", "notebook"])
+def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_agrees(
+    template: str, tmp_path: Path
+) -> None:
+    """Blocks named after each name the template uses (as computed, and as found by rendering it
+    here): each is defined once, and ruff finds no redefinition or undefined name."""
+    from normdsl.emit_source import template_names
+
+    reserved = template_names(template)
+    names = set(reserved)
+    for text in NAMES_SPECS:
+        names |= names_in(code_of(normdsl.render(text, template)))
     names -= {"_", "__name__", "__doc__"} | set(dir(builtins)) | set(KINDS)  # (no block is named like a layer)
+    names = {n for n in names if not n.startswith("_")}
     text = (
         "\n".join(f"let {name} = relu" for name in sorted(names)) + "\ninput(8, 8, 3) conv8 " + " ".join(sorted(names))
     )
-    for template in ("model", "train", "notebook"):
-        out = normdsl.render(normdsl.parse(text, filename="names.nd"), template)
-        if template == "notebook":
-            out = "\n".join("".join(c["source"]) for c in json.loads(out)["cells"] if c["cell_type"] == "code")
-        (tmp_path / f"{template}.py").write_text(out)
-        tree = ast.parse(out)
-        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-        defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
-        defined += [
-            (a.asname or a.name).split(".")[0]
-            for n in tree.body
-            if isinstance(n, ast.Import | ast.ImportFrom)
-            for a in n.names
-        ]
-        assert len(defined) == len(set(defined)), sorted(n for n in defined if defined.count(n) > 1)
+    out = code_of(normdsl.render(normdsl.parse(text, filename="names.nd"), template))
+    (tmp_path / f"{template}.py").write_text(out)
+    tree = ast.parse(out)
+    defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    defined += [
+        (a.asname or a.name).split(".")[0]
+        for n in tree.body
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    ]
+    assert len(defined) == len(set(defined)), sorted(n for n in defined if defined.count(n) > 1)
+    assert {f"{name}_" for name in names & reserved} <= set(defined)  # blocks renamed away from the template's names
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F811,F821,F823", str(tmp_path)],
         capture_output=True,
