@@ -14,6 +14,7 @@ near-uniform probabilities of about 1e-3 hide differences the logits show.
 from __future__ import annotations
 
 import gc
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -309,3 +310,13 @@ def test_no_weight_of_the_reference_is_left_constant(models: Models) -> None:
 @pytest.mark.parametrize("example", NEW_EXAMPLES)
 def test_the_example_is_at_most_30_lines(example: str) -> None:
     assert len((ROOT / "examples" / f"{example}.nd").read_text(encoding="utf-8").splitlines()) <= 30
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case.pixels or case.softmax], ids=str)
+def test_the_readme_states_each_applications_total(case: Case) -> None:
+    """The README's paragraph names each keras.applications example with the total tested above."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    paragraph = readme.split("Five of the examples are `keras.applications` models", 1)[1].split("`normdsl summary", 1)[
+        0
+    ]
+    assert re.search(rf"`examples/{case.example}\.nd` \([^)]*: {case.params:,}( params)?[,)]", paragraph)
