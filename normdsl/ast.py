@@ -39,9 +39,19 @@ class Word(str):
     __slots__ = ()
 
 
-Expr = int | Ref | BinOp
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A scaling function in arithmetic: ``w(32)`` (a scaled width), ``d(3)`` (a scaled count),
+    ``max(1280, w(1280))``; normdsl.scaling says what each computes."""
+
+    func: str
+    args: tuple[Expr, ...]
+    span: Span
+
+
+Expr = int | Ref | BinOp | Call
 # Argument values: a bare word is a Word, a quoted string a str; ``true``/``false`` are bools.
-Value = int | float | bool | str | tuple["Value", ...] | Ref | BinOp
+Value = int | float | bool | str | tuple["Value", ...] | Ref | BinOp | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,15 @@ class BlockDef:
 
 
 @dataclass(frozen=True, slots=True)
+class ScaleDecl:
+    """``scaling(width=1.0, ...)`` (``name`` None: the spec's defaults) or ``scaling b1(depth=1.1, ...)``."""
+
+    name: str | None
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class UseDecl:
     """``use "blocks.nd"`` (a path relative to the spec's file) or ``use std/mbconv`` (``std``: normdsl's own)."""
 
@@ -143,6 +162,7 @@ class Spec:
     filename: str = "<spec>"
     source: str = field(default="", compare=False, repr=False)
     uses: tuple[UseDecl, ...] = ()  # other files whose blocks it uses (normdsl.modules reads them)
+    scalings: tuple[ScaleDecl, ...] = ()  # scaling defaults and named scales, as written
 
     @property
     def input(self) -> InputDecl | None:
@@ -256,10 +276,8 @@ def _expand(nodes: tuple[Node, ...]) -> Iterator[Layer]:
                 assert_never(node)
 
 
-_NODE_TYPES: dict[str, type] = {
-    t.__name__: t
-    for t in (Spec, InputDecl, BlockDef, Param, Repeat, Residual, Concat, Layer, Arg, Ref, BinOp, Span, UseDecl)
-}
+_ENCODED = (Spec, InputDecl, BlockDef, Param, Repeat, Residual, Concat, Layer, Arg, Ref, BinOp, Span, UseDecl)
+_NODE_TYPES: dict[str, type] = {t.__name__: t for t in (*_ENCODED, Call, ScaleDecl)}
 
 
 def _encode(obj: Any) -> Any:
@@ -283,6 +301,7 @@ class InvalidJSON(ValueError):
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the grammar's NAME: block, parameter and kind names
 _OPS = ("+", "-", "*", "//")
+_FUNCTIONS = ("w", "d", "max", "min")  # normdsl.scaling.FUNCTIONS
 _MAX_OFFSET = 16 * 1024 * 1024
 
 
@@ -324,7 +343,8 @@ class _Decoder:
         return depth + 1
 
     def spec(self, data: object, where: str) -> Spec:
-        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), ("source", "schema", "uses"))
+        optional = ("source", "schema", "uses", "scalings")
+        d = self.obj(data, where, "Spec", ("body", "inputs", "blocks", "filename"), optional)
         if d.get("schema", SCHEMA) != SCHEMA:
             raise InvalidJSON(f"{where}.schema", f"expected {SCHEMA!r}, got {d['schema']!r:.60}")
         if not isinstance(d["filename"], str) or not isinstance(d.get("source", ""), str):
@@ -336,7 +356,17 @@ class _Decoder:
             filename=d["filename"],
             source=d.get("source", ""),
             uses=tuple(self.use(x, f"{where}.uses[{i}]") for i, x in enumerate(self.items(d.get("uses", []), where))),
+            scalings=tuple(
+                self.scaling(x, f"{where}.scalings[{i}]")
+                for i, x in enumerate(self.items(d.get("scalings", []), where))
+            ),
         )
+
+    def scaling(self, data: object, where: str) -> ScaleDecl:
+        d = self.obj(data, where, "ScaleDecl", ("name", "args", "span"))
+        name = None if d["name"] is None else self.name(d["name"], f"{where}.name")
+        args = tuple(self.arg(a, f"{where}.args[{i}]", 0) for i, a in enumerate(self.items(d["args"], where)))
+        return ScaleDecl(name, args, self.span(d["span"], f"{where}.span"))
 
     def use(self, data: object, where: str) -> UseDecl:
         d = self.obj(data, where, "UseDecl", ("path", "std", "span"))
@@ -386,18 +416,19 @@ class _Decoder:
             raise InvalidJSON(where, "expected at least one node")
         return tuple(self.node(x, f"{where}[{i}]", depth) for i, x in enumerate(items))
 
+    def arg(self, data: object, where: str, depth: int) -> Arg:
+        a = self.obj(data, where, "Arg", ("key", "value", "span"))
+        key = None if a["key"] is None else self.name(a["key"], f"{where}.key")
+        return Arg(key, self.value(a["value"], f"{where}.value", depth), self.span(a["span"], f"{where}.span"))
+
     def node(self, data: object, where: str, depth: int) -> Node:
         depth = self.depth(where, depth)
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "Layer":
             d = self.obj(data, where, "Layer", ("kind", "width", "args", "span", "name_span"))
             width = None if d["width"] is None else self.expr(d["width"], f"{where}.width", depth)
-            args = []
-            for i, item in enumerate(self.items(d["args"], f"{where}.args")):
-                at = f"{where}.args[{i}]"
-                a = self.obj(item, at, "Arg", ("key", "value", "span"))
-                key = None if a["key"] is None else self.name(a["key"], f"{at}.key")
-                args.append(Arg(key, self.value(a["value"], f"{at}.value", depth), self.span(a["span"], f"{at}.span")))
+            items = self.items(d["args"], f"{where}.args")
+            args = [self.arg(item, f"{where}.args[{i}]", depth) for i, item in enumerate(items)]
             span, name_span = self.span(d["span"], f"{where}.span"), self.span(d["name_span"], f"{where}.name_span")
             return Layer(self.name(d["kind"], f"{where}.kind"), width, tuple(args), span, name_span)
         if kind == "Repeat":
@@ -436,6 +467,13 @@ class _Decoder:
                 raise InvalidJSON(f"{where}.op", f"expected one of {', '.join(_OPS)}")
             left, right = self.expr(d["left"], f"{where}.left", depth), self.expr(d["right"], f"{where}.right", depth)
             return BinOp(d["op"], left, right, self.span(d["span"], f"{where}.span"))
+        if isinstance(data, dict) and data.get("type") == "Call":
+            d = self.obj(data, where, "Call", ("func", "args", "span"))
+            if d["func"] not in _FUNCTIONS:
+                raise InvalidJSON(f"{where}.func", f"expected one of {', '.join(_FUNCTIONS)}")
+            items = self.items(d["args"], where)
+            args = tuple(self.expr(a, f"{where}.args[{i}]", depth) for i, a in enumerate(items))
+            return Call(d["func"], args, self.span(d["span"], f"{where}.span"))
         return self.integer(data, where)
 
     def value(self, data: object, where: str, depth: int) -> Value:

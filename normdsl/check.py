@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import assert_never
 
-from normdsl import modules, plugins
-from normdsl.ast import BinOp, BlockDef, Concat, Layer, Node, Ref, Repeat, Residual, Spec, Word
+from normdsl import modules, plugins, scaling
+from normdsl.ast import BinOp, BlockDef, Call, Concat, Layer, Node, Ref, Repeat, Residual, ScaleDecl, Spec, Value, Word
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.hints import layer_hint
@@ -26,6 +26,7 @@ from normdsl.modules import Home
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
 from normdsl.resolve import resolve
+from normdsl.scaling import Scaling
 from normdsl.util import paused_gc
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
@@ -38,11 +39,16 @@ def check(
     norm: str | None = None,
     replace: Mapping[str, str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    scale: str | None = None,
+    width: float | None = None,
+    depth: float | None = None,
 ) -> Network:
     """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems.
 
     ``replace`` replaces parameterless blocks everywhere by other layers (``{"norm": "gn(32)"}``, the
     CLI's ``--set norm=gn(32)``); ``norm="gn(32)"`` is the shorthand for the ``norm`` placeholder.
+    ``scale`` picks one of the spec's named scales (``scaling b1(...)``); ``width`` and ``depth``
+    override the multipliers that ``w()`` and ``d()`` use.
     """
     if not isinstance(limits, Limits):
         raise TypeError(f"check(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
@@ -53,9 +59,10 @@ def check(
     replacements = _replacements(norm, replace)
     if input_shape is not None:
         input_shape = _input_shape(input_shape, limits)
+    overrides = _scale_overrides(scale, width, depth)
     with paused_gc():
         try:
-            return _Checker(spec, limits).run(input_shape, replacements)
+            return _Checker(spec, limits).run(input_shape, replacements, overrides)
         except RecursionError:  # a safety net: every walk is bounded by the limits
             message = "the spec is nested too deeply to check"
             raise SpecError(
@@ -143,10 +150,16 @@ class _Checker:
         ordered = sorted(self.diagnostics, key=lambda d: (d.span.start, d.severity))
         return SpecError(ordered, self.spec.source, self.spec.filename)
 
-    def run(self, input_shape: Shape | None, replacements: dict[str, str]) -> Network:
+    def run(
+        self, input_shape: Shape | None, replacements: dict[str, str], overrides: dict[str, object] | None = None
+    ) -> Network:
         self.replacements = replacements
         self.used = modules.load(self.spec, self.limits)
         self.diagnostics += self.used.diagnostics
+        self.scaling = self.scale(dict(overrides or {}))
+        if input_shape is None and self.scaling.input is not None:  # the scale's resolution (EfficientNet B1: 240)
+            channels = self.spec.input.shape[-1] if self.spec.input is not None else DEFAULT_INPUT[-1]
+            input_shape = (self.scaling.input, self.scaling.input, channels)
         shape = self.input(input_shape)
         blocks = self.blocks(replacements)
         self.block_names = list(blocks)
@@ -155,7 +168,9 @@ class _Checker:
         composites = {name: block for name, block in _composites().items() if name not in blocks}
         sources = replacements | {name: COMPOSITES[name].definition for name in composites}
         sources |= {name: text for name, (_, text) in self.homes.items() if name not in replacements}
-        self.expander = expander = Expander(self.spec, blocks, sources, self.limits, self.error, composites, self.homes)
+        self.expander = expander = Expander(
+            self.spec, blocks, sources, self.limits, self.error, composites, self.homes, self.scaling
+        )
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
@@ -188,10 +203,42 @@ class _Checker:
             output=output,
             replaced=tuple(replacements.items()),
             homes=tuple((name, *home) for name, home in self.homes.items() if name in used),
+            scaling=self.scaling,
             composites=tuple(
                 composites[name] for name in sorted({b for layer in net for b in layer.blocks} & composites.keys())
             ),
         )
+
+    def scale(self, overrides: dict[str, object]) -> Scaling:
+        """The scaling in use: the spec's defaults, then the named scale chosen, then ``overrides``."""
+        named: dict[str, ScaleDecl] = {}
+        defaults = [d for d in self.spec.scalings if d.name is None]
+        for extra in defaults[1:]:
+            self.error("scaling(...) is given twice", extra.span, "keep one; name the others: scaling b1(...)")
+        for decl in self.spec.scalings:
+            if decl.name is not None and decl.name in named:
+                self.error(f"scale '{decl.name}' is defined twice", decl.span, "rename one of them")
+            elif decl.name is not None:
+                named[decl.name] = decl
+            for arg in decl.args:
+                why: str | None = "give each setting by name: scaling(width=1.0)"
+                if arg.key is not None:
+                    why = scaling.problem(arg.key, _setting(arg.value))
+                if why is not None:
+                    self.error(why, arg.span)
+        chosen = overrides.pop("name", None)
+        if chosen is not None and chosen not in named:
+            listed = ", ".join(named) or "none (declare them: scaling b1(width=1.1))"
+            raise ScaleError(f"scale {chosen!r}: the spec's scales are {listed}")
+        settings: dict[str, object] = {}
+        for decl in [*defaults[:1], *([named[chosen]] if isinstance(chosen, str) else [])]:
+            settings.update({a.key: _setting(a.value) for a in decl.args if a.key})
+        settings.update(overrides)
+        valid = {k: v for k, v in settings.items() if k in scaling.KEYS and scaling.problem(k, v) is None}
+        for key in ("width", "depth"):
+            if key in valid:
+                valid[key] = float(valid[key])  # type: ignore[arg-type]
+        return Scaling(name=chosen if isinstance(chosen, str) else None, **valid)  # type: ignore[arg-type]
 
     def input(self, override: Shape | None) -> Shape | None:
         decl = self.spec.input
@@ -240,6 +287,10 @@ class _Checker:
                     hint = f"write a value ({param.name}=4), and compute in the body: conv{{2*{param.name}}}"
                     message = f"the default of parameter '{param.name}' must be a value"
                     self.error(message, param.span, hint, elsewhere=where)
+            for call in _parameter_calls(block.body):
+                hint = f"pass the scaled value in where the block is used: {block.name}({{{call.func}(32)}})"
+                message = f"{call.func}() of a block parameter: scaling functions take values known where the model is laid out"
+                self.error(message, call.span, hint, elsewhere=where)
             defaults = [p.default is not None for p in block.params]
             if any(earlier and not later for earlier, later in itertools.pairwise(defaults)):
                 first = block.params[defaults.index(True)]
@@ -445,6 +496,34 @@ def _composites() -> dict[str, BlockDef]:
     return out
 
 
+class ScaleError(ValueError):
+    """A scale the spec does not declare, or a multiplier out of range (``scale=``, ``width=``, ``depth=``)."""
+
+
+def _setting(value: Value) -> object:
+    """A scaling setting's value: a word (round=ceil) as its text."""
+    return str(value) if isinstance(value, Word) else value
+
+
+def _scale_overrides(scale: str | None, width: float | None, depth: float | None) -> dict[str, object]:
+    """``scale=``, ``width=`` and ``depth=`` as overrides of the spec's scaling (TypeError/ValueError on misuse)."""
+    out: dict[str, object] = {}
+    if scale is not None:
+        if not isinstance(scale, str):
+            raise TypeError(
+                f"check(scale=...) must be the name of one of the spec's scales, got {type(scale).__name__}"
+            )
+        out["name"] = scale
+    for key, value in (("width", width), ("depth", depth)):
+        if value is not None:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"check({key}=...) must be a number, got {type(value).__name__}")
+            if (why := scaling.problem(key, value)) is not None:
+                raise ScaleError(f"check({key}=...): {why}")
+            out[key] = float(value)
+    return out
+
+
 def _replacements(norm: str | None, replace: Mapping[str, str] | None) -> dict[str, str]:
     """``norm=`` and ``replace=`` as one mapping of block name → layers (TypeError/ValueError on misuse)."""
     out: dict[str, str] = {}
@@ -508,9 +587,46 @@ def _allowed(spec: Spec, span: Span, what: str) -> bool:
     return any(f is not None and what in (w.strip() for w in f[1].split(",")) for f in found)
 
 
+def _parameter_calls(node: Node) -> list[Call]:
+    """The scaling functions in a block body whose arguments use a parameter (w(f)): the generated
+    code writes scaled values as numbers, so they must be known where the model is laid out."""
+    found: list[Call] = []
+    stack: list[object] = [node]
+    while stack:
+        item = stack.pop()
+        match item:
+            case Layer():
+                stack += [item.width, *(a.value for a in item.args)]
+            case Repeat():
+                stack += [*item.body, item.count]
+            case Residual():
+                stack += [*item.body, *(item.shortcut or ())]
+            case Concat():
+                stack += [n for branch in item.branches for n in branch]
+            case Call() if _uses_parameter(item):
+                found.append(item)
+            case BinOp():
+                stack += [item.left, item.right]
+            case tuple():
+                stack += list(item)
+    return found
+
+
+def _uses_parameter(expr: object) -> bool:
+    match expr:
+        case Ref() | Word():
+            return True
+        case BinOp():
+            return _uses_parameter(expr.left) or _uses_parameter(expr.right)
+        case Call():
+            return any(_uses_parameter(a) for a in expr.args)
+        case _:
+            return False
+
+
 def _symbolic(value: object) -> bool:
     """Whether a value holds arithmetic or a parameter's name ({f}, {2*f})."""
-    return isinstance(value, Ref | BinOp) or (isinstance(value, tuple) and any(_symbolic(v) for v in value))
+    return isinstance(value, Ref | BinOp | Call) or (isinstance(value, tuple) and any(_symbolic(v) for v in value))
 
 
 KERAS_NAMES = frozenset({"input_layer"})  # names Keras gives layers of every functional model

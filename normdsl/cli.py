@@ -19,7 +19,7 @@ from typing import TextIO
 
 from normdsl import summary
 from normdsl.ast import IDENTIFIER
-from normdsl.check import check
+from normdsl.check import ScaleError, check
 from normdsl.diagnostics import Diagnostic, RenderError, SpecError, one_line, painted, render_all, shown
 from normdsl.layers import KINDS, Shape
 from normdsl.limits import DEFAULT_LIMITS
@@ -186,6 +186,26 @@ def _shape(text: str) -> Shape:
     return shape
 
 
+def _scaling_options(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """--scale NAME, --width X, --depth X: which of the spec's scales, or multipliers of its own."""
+    if many:
+        p.add_argument("--scale", nargs="+", metavar="NAME", help="the spec's named scales to compare, e.g. b0 b1 b2")
+    else:
+        p.add_argument("--scale", metavar="NAME", help="one of the spec's named scales: scaling b1(...)")
+    p.add_argument("--width", type=_multiplier, metavar="X", help="the width multiplier w() uses, e.g. 0.75")
+    p.add_argument("--depth", type=_multiplier, metavar="X", help="the depth multiplier d() uses, e.g. 1.2")
+
+
+def _multiplier(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number above 0 (at most 100), got {shown(text)[:80]!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {shown(text)[:80]!r}")
@@ -207,7 +227,18 @@ def _network(args: argparse.Namespace, source: Source, report: Report) -> Networ
     if args.norm is not None and "norm" in replace:
         raise UsageError("give the norm once: --norm LAYERS or --set norm=LAYERS")
     spec = parse(source.read(), filename=source.name)
-    network = check(spec, input_shape=args.input, norm=args.norm, replace=replace)
+    try:
+        network = check(
+            spec,
+            input_shape=args.input,
+            norm=args.norm,
+            replace=replace,
+            scale=args.scale,
+            width=args.width,
+            depth=args.depth,
+        )
+    except ScaleError as exc:
+        raise UsageError(f"{shown(source.name)}: {exc}") from None
     if network.warnings:
         report.diagnostics(network.warnings, network.source, source.name)
     return network
@@ -291,11 +322,11 @@ def cmd_summary(args: argparse.Namespace, report: Report) -> int:
             if args.json:
                 print(summary.as_json(network))
             else:
-                print(summary.text(network, depth=args.depth, color=use_color(sys.stdout)))
+                print(summary.text(network, depth=args.levels, color=use_color(sys.stdout)))
         return EXIT_OK
 
-    if args.depth is not None and (args.json or args.keras):
-        raise UsageError("--depth shapes the table: it cannot go with --json or --keras")
+    if args.levels is not None and (args.json or args.keras):
+        raise UsageError("--levels shapes the table: it cannot go with --json or --keras")
     return each(args, report, run)
 
 
@@ -306,7 +337,13 @@ def cmd_compare(args: argparse.Namespace, report: Report) -> int:
     if args.norm and "norm" in replace:
         raise UsageError("give the norms once: --norm LAYERS... or --set norm=LAYERS")
     specs = [(source.name, source.read()) for source in sources(args)]
-    found = compare.variants(specs, args.norm or (), replace=replace, input_shape=args.input)
+    try:
+        found = compare.variants(
+            specs, args.norm or (), replace=replace, input_shape=args.input, scales=args.scale or (),
+            width=args.width, depth=args.depth,
+        )  # fmt: skip
+    except ScaleError as exc:
+        raise UsageError(str(exc)) from None
     fmt = "json" if args.json else "csv" if args.csv else "markdown" if args.markdown else "text"
     print(compare.sites(found) if args.layers else compare.table(found, fmt))
     return EXIT_OK if all(v.network is not None for v in found) else EXIT_SPEC
@@ -499,6 +536,7 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="BLOCK=LAYERS",
                 help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
             )
+            _scaling_options(p)
         p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
         p.set_defaults(run=run, many=many)
         return p
@@ -513,7 +551,12 @@ def _parser() -> argparse.ArgumentParser:
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the figures as JSON")
     output.add_argument("--keras", action="store_true", help="build the model with Keras and print its own summary")
-    p.add_argument("--depth", type=_positive, metavar="N", help="show blocks nested N deep or more as one row each")
+    p.add_argument(
+        "--levels",
+        type=_positive,
+        metavar="N",
+        help="show blocks nested N deep or more as one row each (torchinfo's depth)",
+    )
     p = command("compare", cmd_compare, "compare normalization variants of specs side by side", model=False)
     p.add_argument("--norm", nargs="+", metavar="LAYERS", help="the variants' normalizations, e.g. bn ln in 'gn(16)'")
     p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the specs' input shape")
@@ -521,6 +564,7 @@ def _parser() -> argparse.ArgumentParser:
         "--set", type=_assignment, action="append", metavar="BLOCK=LAYERS", help="replace a block in every variant"
     )
     p.add_argument("--layers", action="store_true", help="one row per normalization site that differs between variants")
+    _scaling_options(p, many=True)
     output = p.add_mutually_exclusive_group()
     for fmt in ("json", "csv", "markdown"):
         output.add_argument(

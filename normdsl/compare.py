@@ -44,18 +44,27 @@ def variants(
     replace: Mapping[str, str] | None = None,
     input_shape: Shape | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    scales: Sequence[str] = (),
+    width: float | None = None,
+    depth: float | None = None,
 ) -> list[Variant]:
-    """Every spec (filename, text) with every normalization of ``norms`` (or as written), checked."""
+    """Every spec (filename, text) with every normalization of ``norms`` and every named scale of
+    ``scales`` (or as written), checked. An unknown scale raises check.ScaleError."""
     out = []
     for filename, text in specs:
-        for norm in norms or (None,):
-            parts = ([filename] if len(specs) > 1 or not norms else []) + ([norm] if norm is not None else [])
-            try:
-                spec = parse(text, filename=filename, limits=limits)
-                network = check(spec, norm=norm, replace=replace, input_shape=input_shape, limits=limits)
-                out.append(Variant(" ".join(parts), filename, text, norm, network, None))
-            except SpecError as error:
-                out.append(Variant(" ".join(parts), filename, text, norm, None, error))
+        for scale in scales or (None,):
+            for norm in norms or (None,):
+                parts = [filename] if len(specs) > 1 or not (norms or scales) else []
+                parts += [s for s in (scale, norm) if s is not None]
+                try:
+                    spec = parse(text, filename=filename, limits=limits)
+                    network = check(
+                        spec, norm=norm, replace=replace, input_shape=input_shape, limits=limits, scale=scale,
+                        width=width, depth=depth,
+                    )  # fmt: skip
+                    out.append(Variant(" ".join(parts), filename, text, norm, network, None))
+                except SpecError as error:
+                    out.append(Variant(" ".join(parts), filename, text, norm, None, error))
     return out
 
 

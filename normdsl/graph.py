@@ -8,10 +8,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
-from normdsl.ast import Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
+from normdsl.ast import Arg, BinOp, BlockDef, Call, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
 from normdsl.layers import IDENTITY, Merge
 from normdsl.limits import Limits
+from normdsl.scaling import FUNCTIONS, Scaling
 
 MODEL_INPUT = -1  # Instance.inputs entry: the model's input tensor
 UNKNOWN = -2  # Instance.inputs entry: a tensor whose producer could not be expanded
@@ -68,11 +69,13 @@ class Expander:
         report: Report,
         composites: dict[str, BlockDef] | None = None,
         homes: dict[str, tuple[str, str]] | None = None,
+        scaling: Scaling | None = None,
     ):
         """``sources``: the text of blocks not written in the spec (--set's, composites'), by name;
         ``composites``: the composite kinds' blocks, expanded once their input's channels are known."""
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
         self.composites = composites or {}
+        self.scaling = scaling or Scaling()  # what w() and d() compute
         self.homes = homes or {}  # blocks of used files: (file name, text), where their problems are shown
         self.instances: list[Instance] = []
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
@@ -396,7 +399,7 @@ class Expander:
         if isinstance(value, tuple):
             items = tuple(self.value(v, env, stack) for v in value)
             return None if None in items else items  # type: ignore[return-value]
-        if isinstance(value, Ref | BinOp):
+        if isinstance(value, Ref | BinOp | Call):
             return self.expr(value, env, stack)
         return value
 
@@ -413,6 +416,8 @@ class Expander:
                 self.problem(f"'{expr.name}' is not a parameter here", expr.span, stack, hint)
                 return None
             return env[expr.name]
+        if isinstance(expr, Call):
+            return self.call_function(expr, env, stack)
         left, right = self.expr(expr.left, env, stack), self.expr(expr.right, env, stack)
         if left is None or right is None:
             return None
@@ -426,6 +431,25 @@ class Expander:
         result = {"+": left + right, "-": left - right, "*": left * right, "//": left // right if right else 0}[expr.op]
         if abs(result) > 10**12:
             self.problem(f"{result} is too large a number", expr.span, stack)
+            return None
+        return result
+
+    def call_function(self, call: Call, env: dict[str, Value], stack: tuple[Use, ...]) -> Value | None:
+        """``w(32)``, ``d(3)``, ``max(a, b)``, ``min(a, b)`` on integers, at the spec's scale."""
+        arity = FUNCTIONS.get(call.func)
+        if arity is None or len(call.args) != arity:
+            hint = "w(width) and d(count) scale; max(a, b) and min(a, b)"
+            self.problem(f"no function {call.func}() of {len(call.args)} argument(s) here", call.span, stack, hint)
+            return None
+        values = [self.expr(a, env, stack) for a in call.args]
+        if any(v is None for v in values):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            self.problem(f"{call.func}() needs integers, got {', '.join(map(repr, values))}", call.span, stack)
+            return None
+        result = self.scaling.call(call.func, tuple(values))  # type: ignore[arg-type]
+        if abs(result) > 10**12:
+            self.problem(f"{result} is too large a number", call.span, stack)
             return None
         return result
 

@@ -75,6 +75,9 @@ LAYER_ALIASES = {
     **dict.fromkeys(["dropout2d", "spatialdropout2d"], "dropout"),
     **dict.fromkeys(["zeropadding2d", "zeropad2d"], "zeropad"),
     **dict.fromkeys(["upsampling2d", "upsample2d"], "upsample"),
+    **dict.fromkeys(["stochasticdepth", "droppath", "drop_path"], "droppath"),
+    **dict.fromkeys(["rescaling"], "rescale"),
+    **dict.fromkeys(["normalization"], "normalize"),
 }
 
 

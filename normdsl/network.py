@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from normdsl.ast import BlockDef, Spec
 from normdsl.diagnostics import Diagnostic, Span
 from normdsl.layers import KINDS, LayerKind, Param, Shape, pair
+from normdsl.scaling import NO_SCALING, Scaling
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Network:
     replaced: tuple[tuple[str, str], ...] = ()  # blocks replaced from outside the spec: (("norm", "gn(32)"),)
     composites: tuple[BlockDef, ...] = ()  # the composite kinds the model uses (se), as blocks of their own
     homes: tuple[tuple[str, str, str], ...] = ()  # blocks from used files: (block, file name, the file's text)
+    scaling: Scaling = NO_SCALING  # what w() and d() computed
 
     @property
     def output_shape(self) -> Shape:

@@ -30,6 +30,7 @@ from normdsl.ast import (
     Arg,
     BinOp,
     BlockDef,
+    Call,
     Concat,
     Expr,
     InputDecl,
@@ -39,6 +40,7 @@ from normdsl.ast import (
     Ref,
     Repeat,
     Residual,
+    ScaleDecl,
     Spec,
     UseDecl,
     Value,
@@ -287,8 +289,22 @@ class _ToAst:
         inputs = tuple(c for c in children if isinstance(c, InputDecl))
         blocks = tuple(c for c in children if isinstance(c, BlockDef))
         uses = tuple(c for c in children if isinstance(c, UseDecl))
-        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl))
-        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses)  # type: ignore[arg-type]
+        scalings = tuple(c for c in children if isinstance(c, ScaleDecl))
+        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl | ScaleDecl))
+        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses, scalings=scalings)  # type: ignore[arg-type]
+
+    def scale_defaults(self, meta: object, children: list[object]) -> ScaleDecl:
+        return ScaleDecl(None, tuple(c for c in children[1:] if c is not None), _span(meta))  # type: ignore[misc]
+
+    def scale_named(self, meta: object, children: list[object]) -> ScaleDecl:
+        name = children[0]
+        assert isinstance(name, Token)
+        return ScaleDecl(str(name)[:-1], tuple(c for c in children[1:] if c is not None), _span(meta))  # type: ignore[misc]
+
+    def call(self, meta: object, children: list[object]) -> Call:
+        name = children[0]
+        assert isinstance(name, Token)
+        return Call(str(name)[:-1], tuple(children[1:]), _span(meta))  # type: ignore[arg-type]
 
     def use_decl(self, meta: object, children: list[Token]) -> UseDecl:
         (path,) = children
@@ -317,7 +333,7 @@ class _ToAst:
         unit, count = children
         body = unit.body if isinstance(unit, Repeat) and unit.count == 1 else (unit,)
         span = _span(meta)
-        if isinstance(count, Ref | BinOp):
+        if isinstance(count, Ref | BinOp | Call):
             count_span = count.span
         else:  # a literal count ends the repetition
             n = len(str(count))
@@ -440,7 +456,7 @@ def _check_nesting(tree: Tree[Token], text: str, filename: str, max_nesting: int
         stack.extend((c, nested) for c in node.children if isinstance(c, Tree))
 
 
-_NESTING = {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordiv", "block_def", "alias_def"}
+_NESTING = {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordiv", "call", "block_def", "alias_def"}
 
 
 # ---- syntax errors in plain words -------------------------------------------------------------

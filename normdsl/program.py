@@ -16,7 +16,22 @@ from pathlib import Path
 from typing import assert_never
 
 from normdsl import ir
-from normdsl.ast import IDENTIFIER, Arg, BinOp, BlockDef, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Value, Word
+from normdsl.ast import (
+    IDENTIFIER,
+    Arg,
+    BinOp,
+    BlockDef,
+    Call,
+    Concat,
+    Expr,
+    Layer,
+    Node,
+    Ref,
+    Repeat,
+    Residual,
+    Value,
+    Word,
+)
 from normdsl.diagnostics import one_line
 from normdsl.graph import block_used, is_identity
 from normdsl.layers import COMPOSITES, KINDS, Code, Merge
@@ -231,18 +246,47 @@ class _Builder:
         """A concrete value as itself; a parameter or arithmetic on parameters as Code."""
         if isinstance(value, Word) and value in scope:
             return Code(scope[value])
-        if isinstance(value, Ref | BinOp):
+        if isinstance(value, Ref | BinOp | Call) and (folded := self.fold(value)) is not None:
+            return folded  # w(32) at the network's scale: a number
+        if isinstance(value, Ref | BinOp | Call):
             return Code(self.expr(value, scope))
         if isinstance(value, tuple):
             items = tuple(self.value(v, scope) for v in value)
             return Code(literal(items)) if any(isinstance(v, Code) for v in items) else items
         return value
 
+    def fold(self, expr: Expr) -> int | None:
+        """The value of an expression holding a scaling function and no parameter (None otherwise)."""
+        if not _calls(expr):
+            return None
+        match expr:
+            case int():
+                return expr
+            case Ref():
+                return None
+            case Call():
+                args = [self.fold(a) if not isinstance(a, int) else a for a in expr.args]
+                if any(a is None for a in args):
+                    return None
+                return self.network.scaling.call(expr.func, tuple(args))  # type: ignore[arg-type]
+            case BinOp():
+                left = expr.left if isinstance(expr.left, int) else self.fold(expr.left)
+                right = expr.right if isinstance(expr.right, int) else self.fold(expr.right)
+                if left is None or right is None:
+                    return None
+                return {"+": left + right, "-": left - right, "*": left * right, "//": left // right}[expr.op]
+            case _:
+                assert_never(expr)
+
     def expr(self, expr: Expr, scope: dict[str, str]) -> str:
         if isinstance(expr, int):
             return repr(expr)
         if isinstance(expr, Ref):
             return scope[expr.name]
+        if isinstance(expr, Call):  # the checker allows scaling functions of values only: w(32), not w(f)
+            folded = self.fold(expr)
+            assert folded is not None, expr
+            return repr(folded)
         left, right = self.expr(expr.left, scope), self.expr(expr.right, scope)
         if isinstance(expr.left, BinOp) and _PRECEDENCE[expr.left.op] < _PRECEDENCE[expr.op]:
             left = f"({left})"
@@ -252,3 +296,14 @@ class _Builder:
 
 
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
+
+
+def _calls(expr: Expr) -> bool:
+    """Whether an expression calls a scaling function."""
+    match expr:
+        case Call():
+            return True
+        case BinOp():
+            return _calls(expr.left) or _calls(expr.right)
+        case _:
+            return False

@@ -522,7 +522,7 @@ def test_file_names_with_escape_sequences_are_shown_escaped() -> None:
         (lambda: normdsl.parse(123), TypeError, "parse()"),
         (lambda: normdsl.check("relu", limits=None), TypeError, "limits"),
         (lambda: normdsl.Limits(max_nesting=-1), ValueError, "max_nesting"),
-        (lambda: normdsl.check("relu", input_shape=(True, 1, 1)), ValueError, "input_shape"),
+        (lambda: normdsl.check("relu", input_shape=(True, 1, 1)), TypeError, "input_shape"),
         (lambda: normdsl.check("relu", input_shape=3), TypeError, "input_shape"),
         (lambda: normdsl.check("relu", norm=3), TypeError, "norm"),
         (lambda: normdsl.parse("relu", filename=None), TypeError, "filename"),
@@ -647,6 +647,7 @@ def test_keras_auto_names_are_predicted_and_refused_as_layer_names(keras: Any) -
     every = (
         "input(16, 16, 4) conv8(pad=same) bn ln in gn(2) relu(max=6) gelu dwconv(pad=same) sepconv8(pad=same)"
         " maxpool avgpool upsample zeropad(1) res(relu) gate(relu) cat((gap), (gmp)) dense4 dropout(0.1) flatten"
+        " rescale(0.5) normalize layerscale4(1e-6) droppath(0.1)"
     )
     network = normdsl.check(every)
     namespace: dict[str, Any] = {"__name__": "generated"}
