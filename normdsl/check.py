@@ -442,7 +442,15 @@ class _Checker:
             text=inst.text,
             blocks=tuple(use.block for use in inst.stack),
             uses=tuple(use.span for use in inst.stack),
+            written=inst.written,
         )
+
+    def allowed(self, layer: NetLayer, what: str) -> bool:
+        """Whether a pragma allows ``what`` at the layer: in the spec, or in the used file it is written in."""
+        home = self.homes.get(layer.blocks[-1]) if layer.blocks and layer.written else None
+        if home is not None and layer.written is not None and _allowed(home[1], layer.written, what):
+            return True
+        return _allowed(self.spec.source, layer.span, what)
 
     def check_names(self, net: list[NetLayer]) -> None:
         spans: dict[str, list[Span]] = {}
@@ -472,7 +480,7 @@ class _Checker:
             if (
                 layer.kind == "dense"
                 and len(layer.input_shape) >= 3
-                and not _allowed(self.spec, layer.span, _POINTWISE)
+                and not self.allowed(layer, _POINTWISE)
             ):
                 self.warn(
                     f"{layer.text} receives a rank-{len(layer.input_shape)} tensor {layer.input_shape} and acts on its last axis only",
@@ -578,12 +586,12 @@ _PRAGMA = re.compile(r"#\s*normdsl:\s*allow\(([a-z, -]*)\)")
 _WHOLE_SPEC = re.compile(r"^[ \t]*" + _PRAGMA.pattern, re.MULTILINE)
 
 
-def _allowed(spec: Spec, span: Span, what: str) -> bool:
-    """Whether the pragma ``# normdsl: allow(what)`` ends the spec's line at ``span``, or stands on
-    a line of its own (then it holds for the whole spec)."""
-    lines = spec.source.split("\n", span.line)
+def _allowed(source: str, span: Span, what: str) -> bool:
+    """Whether the pragma ``# normdsl: allow(what)`` ends the line at ``span``, or stands on a line
+    of its own (then it holds for the whole text)."""
+    lines = source.split("\n", span.line)
     found = [_PRAGMA.search(lines[span.line - 1]) if span.line <= len(lines) else None]
-    found += _WHOLE_SPEC.finditer(spec.source)
+    found += _WHOLE_SPEC.finditer(source)
     return any(f is not None and what in (w.strip() for w in f[1].split(",")) for f in found)
 
 

@@ -31,6 +31,7 @@ class NetLayer:
     text: str  # the layer as written, on one line: gn(16)
     blocks: tuple[str, ...] = ()  # the blocks it sits in, outermost first
     uses: tuple[Span, ...] = ()  # where each of those blocks is used (in the text that uses it)
+    written: Span | None = None  # where it is written when that is not the spec (a used file, --set's text)
 
     @property
     def params(self) -> int:

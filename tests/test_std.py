@@ -87,7 +87,6 @@ def test_a_spec_without_norm_is_told_to_declare_it() -> None:
     assert "declare the default normalization, e.g. norm = bn" in rendered
 
 
-@pytest.mark.xfail(strict=True, reason="check._allowed reads the pragma in the using spec only, not in a used file")
 def test_the_pragma_in_convnext_nd_allows_its_pointwise_dense() -> None:
     network = normdsl.check("use std/convnext\nnorm = ln(eps=1e-6)\ninput(8, 8, 16) convnext_block(16)")
     assert not [d for d in network.warnings if "rank-3" in d.message]
