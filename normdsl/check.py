@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from normdsl.modules import Home
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
 from normdsl.resolve import resolve
-from normdsl.scaling import Scaling
+from normdsl.scaling import Moved, Scaling, nearest_multiple
 from normdsl.util import paused_gc
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
@@ -42,13 +43,16 @@ def check(
     scale: str | None = None,
     width: float | None = None,
     depth: float | None = None,
+    round_for_groups: bool = False,
 ) -> Network:
     """Check a spec (or spec text) and infer every layer's figures; raise SpecError with all problems.
 
     ``replace`` replaces parameterless blocks everywhere by other layers (``{"norm": "gn(32)"}``, the
     CLI's ``--set norm=gn(32)``); ``norm="gn(32)"`` is the shorthand for the ``norm`` placeholder.
     ``scale`` picks one of the spec's named scales (``scaling b1(...)``); ``width`` and ``depth``
-    override the multipliers that ``w()`` and ``d()`` use.
+    override the multipliers that ``w()`` and ``d()`` use. ``round_for_groups`` moves a scaled
+    width that a group normalization or grouped convolution cannot split to the nearest width every
+    consumer accepts (``Network.scaling.moved`` says which and why).
     """
     if not isinstance(limits, Limits):
         raise TypeError(f"check(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
@@ -60,9 +64,15 @@ def check(
     if input_shape is not None:
         input_shape = _input_shape(input_shape, limits)
     overrides = _scale_overrides(scale, width, depth)
+    moved: tuple[Moved, ...] = ()
     with paused_gc():
         try:
-            return _Checker(spec, limits).run(input_shape, replacements, overrides)
+            for _ in range(_REGROUP_ROUNDS):  # a moved width may meet another consumer: at most a few rounds
+                try:
+                    return _Checker(spec, limits).run(input_shape, replacements, overrides, moved, round_for_groups)
+                except _Regroup as again:
+                    moved = again.moved
+            return _Checker(spec, limits).run(input_shape, replacements, overrides, moved)
         except RecursionError:  # a safety net: every walk is bounded by the limits
             message = "the spec is nested too deeply to check"
             raise SpecError(
@@ -151,12 +161,17 @@ class _Checker:
         return SpecError(ordered, self.spec.source, self.spec.filename)
 
     def run(
-        self, input_shape: Shape | None, replacements: dict[str, str], overrides: dict[str, object] | None = None
+        self,
+        input_shape: Shape | None,
+        replacements: dict[str, str],
+        overrides: dict[str, object] | None = None,
+        moved: tuple[Moved, ...] = (),
+        regroup: bool = False,
     ) -> Network:
         self.replacements = replacements
         self.used = modules.load(self.spec, self.limits)
         self.diagnostics += self.used.diagnostics
-        self.scaling = self.scale(dict(overrides or {}))
+        self.scaling = dataclasses.replace(self.scale(dict(overrides or {})), moved=moved)
         if input_shape is None and self.scaling.input is not None:  # the scale's resolution (EfficientNet B1: 240)
             channels = self.spec.input.shape[-1] if self.spec.input is not None else DEFAULT_INPUT[-1]
             input_shape = (self.scaling.input, self.scaling.input, channels)
@@ -187,6 +202,8 @@ class _Checker:
             whole = Span.at(text, 0, len(text.split("\n", 1)[0]))
             self.warn(message, whole, hint, elsewhere=(option, text))
         net, output = self.infer_all(instances, shape)
+        if regroup and self.splits and (again := self.regroup()) is not None:
+            raise _Regroup(again)
         self.check_names(net)
         if not self.failed():
             self.warnings(net)
@@ -362,14 +379,47 @@ class _Checker:
                 span, inst, channels = sites[0]
                 self.report_split(span, inst, text, channels, groups)
                 continue
-            problem = split_problem([n for _, _, channels in sites for n in channels], groups)
+            counts = [n for _, _, channels in sites for n in channels]
+            problem = split_problem(counts, groups)
+            problem.hint = (problem.hint or "") + "".join(self.scaled(c, groups) for c in sorted(set(counts)))
             spans = sorted({span for span, _, _ in sites}, key=lambda s: s.start)
             places = ", ".join(f"{s.line}:{s.column}" for s in spans)
             message = f"{flag(name)} {text}: {problem.message}, at {len(spans)} uses of {name} ({places})"
             self.error(message, spans[0], problem.hint)
 
+    def regroup(self) -> tuple[Moved, ...] | None:
+        """Scaled widths moved to the nearest multiple of the divisor and of every group count that
+        fails on them (a width is found by its value among the w() calls); None if nothing moves."""
+        found = {m.span: m for m in self.scaling.moved}
+        for (_, text, _, groups), (_, channels) in self.splits.items():
+            for span, (argument, plain, used) in self.expander.widths.items():
+                if used not in channels:
+                    continue
+                old = found.get(span)
+                consumers = (*old.consumers, text) if old and text not in old.consumers else (text,)
+                counts = tuple(sorted({*(old.groups if old else ()), groups}))
+                step = math.lcm(self.scaling.divisor, *counts)
+                target = nearest_multiple(plain, step)
+                found[span] = Moved(
+                    span, argument, self.scaling.width, plain, target, self.scaling.divisor, consumers, counts
+                )
+        moved = tuple(sorted(found.values(), key=lambda m: m.span.start))
+        return moved if moved != self.scaling.moved else None
+
+    def scaled(self, channels: int, groups: int) -> str:
+        """What a failing group count has to do with scaling: the w() call that made the width, if one did."""
+        for span, (argument, plain, used) in self.expander.widths.items():
+            if used == channels:
+                target = nearest_multiple(plain, math.lcm(self.scaling.divisor, groups))
+                return (
+                    f"; {channels} is w({argument}) at {span.line}:{span.column} ({self.scaling.describe()});"
+                    f" --round-for-groups would make it {target}"
+                )
+        return ""
+
     def report_split(self, span: Span, inst: Instance, text: str, channels: list[int], groups: int) -> None:
         problem = split_problem(channels, groups)
+        problem.hint = (problem.hint or "") + "".join(self.scaled(c, groups) for c in sorted(set(channels)))
         if len(set(channels)) == 1:
             self.at(inst, span, text, f": {problem.message}", problem.hint)
         else:  # one site, many uses: name the block, not one of its uses
@@ -477,11 +527,7 @@ class _Checker:
             if _is_norm(layer) and len(before) == 1 and _is_norm(before[0]):
                 message = f"{layer.text} directly follows another normalization ({before[0].text})"
                 self.warn(message, layer.span, "one normalization is usually enough; remove one of them")
-            if (
-                layer.kind == "dense"
-                and len(layer.input_shape) >= 3
-                and not self.allowed(layer, _POINTWISE)
-            ):
+            if layer.kind == "dense" and len(layer.input_shape) >= 3 and not self.allowed(layer, _POINTWISE):
                 self.warn(
                     f"{layer.text} receives a rank-{len(layer.input_shape)} tensor {layer.input_shape} and acts on its last axis only",
                     layer.span,
@@ -502,6 +548,16 @@ def _composites() -> dict[str, BlockDef]:
         (block,) = parse(composite.definition, filename=name).blocks
         out[name] = block
     return out
+
+
+_REGROUP_ROUNDS = 8
+
+
+class _Regroup(Exception):
+    """The widths to move before checking again (round_for_groups)."""
+
+    def __init__(self, moved: tuple[Moved, ...]):
+        self.moved = moved
 
 
 class ScaleError(ValueError):

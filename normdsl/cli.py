@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from normdsl import summary
+from normdsl import scaling, summary
 from normdsl.ast import IDENTIFIER
 from normdsl.check import ScaleError, check
 from normdsl.diagnostics import Diagnostic, RenderError, SpecError, one_line, painted, render_all, shown
@@ -194,6 +194,11 @@ def _scaling_options(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         p.add_argument("--scale", metavar="NAME", help="one of the spec's named scales: scaling b1(...)")
     p.add_argument("--width", type=_multiplier, metavar="X", help="the width multiplier w() uses, e.g. 0.75")
     p.add_argument("--depth", type=_multiplier, metavar="X", help="the depth multiplier d() uses, e.g. 1.2")
+    p.add_argument(
+        "--round-for-groups",
+        action="store_true",
+        help="move a scaled width to the nearest one every group norm and grouped conv consuming it accepts",
+    )
 
 
 def _multiplier(text: str) -> float:
@@ -236,6 +241,7 @@ def _network(args: argparse.Namespace, source: Source, report: Report) -> Networ
             scale=args.scale,
             width=args.width,
             depth=args.depth,
+            round_for_groups=args.round_for_groups,
         )
     except ScaleError as exc:
         raise UsageError(f"{shown(source.name)}: {exc}") from None
@@ -323,6 +329,8 @@ def cmd_summary(args: argparse.Namespace, report: Report) -> int:
                 print(summary.as_json(network))
             else:
                 print(summary.text(network, depth=args.levels, color=use_color(sys.stdout)))
+                if network.scaling.moved:
+                    print(scaling.report(network.scaling))
         return EXIT_OK
 
     if args.levels is not None and (args.json or args.keras):
@@ -340,13 +348,21 @@ def cmd_compare(args: argparse.Namespace, report: Report) -> int:
     try:
         found = compare.variants(
             specs, args.norm or (), replace=replace, input_shape=args.input, scales=args.scale or (),
-            width=args.width, depth=args.depth,
+            width=args.width, depth=args.depth, round_for_groups=args.round_for_groups,
         )  # fmt: skip
     except ScaleError as exc:
         raise UsageError(str(exc)) from None
     fmt = "json" if args.json else "csv" if args.csv else "markdown" if args.markdown else "text"
     print(compare.sites(found) if args.layers else compare.table(found, fmt))
     return EXIT_OK if all(v.network is not None for v in found) else EXIT_SPEC
+
+
+def cmd_scale_report(args: argparse.Namespace, report: Report) -> int:
+    def run(source: Source) -> int:
+        print(scaling.report(_network(args, source, report).scaling))
+        return EXIT_OK
+
+    return each(args, report, run)
 
 
 def cmd_explain(args: argparse.Namespace, report: Report) -> int:
@@ -571,6 +587,7 @@ def _parser() -> argparse.ArgumentParser:
             f"--{fmt}", action="store_true", help=f"the table as {fmt.upper() if fmt != 'markdown' else 'Markdown'}"
         )
     command("explain", cmd_explain, "say what each normalization layer computes, for its shape")
+    command("scale-report", cmd_scale_report, "show the scale in use and every width moved for group counts")
     p = command("build", cmd_build, "write black-formatted Keras code for a spec")
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")

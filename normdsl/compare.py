@@ -47,6 +47,7 @@ def variants(
     scales: Sequence[str] = (),
     width: float | None = None,
     depth: float | None = None,
+    round_for_groups: bool = False,
 ) -> list[Variant]:
     """Every spec (filename, text) with every normalization of ``norms`` and every named scale of
     ``scales`` (or as written), checked. An unknown scale raises check.ScaleError."""
@@ -60,7 +61,7 @@ def variants(
                     spec = parse(text, filename=filename, limits=limits)
                     network = check(
                         spec, norm=norm, replace=replace, input_shape=input_shape, limits=limits, scale=scale,
-                        width=width, depth=depth,
+                        width=width, depth=depth, round_for_groups=round_for_groups,
                     )  # fmt: skip
                     out.append(Variant(" ".join(parts), filename, text, norm, network, None))
                 except SpecError as error:

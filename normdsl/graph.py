@@ -76,6 +76,8 @@ class Expander:
         self.spec, self.blocks, self.sources, self.limits, self.report = spec, blocks, sources, limits, report
         self.composites = composites or {}
         self.scaling = scaling or Scaling()  # what w() and d() compute
+        self.moved = {m.span: m.moved for m in self.scaling.moved}
+        self.widths: dict[Span, tuple[int, int, int]] = {}  # each w() evaluated: argument, rounded, used
         self.homes = homes or {}  # blocks of used files: (file name, text), where their problems are shown
         self.instances: list[Instance] = []
         self.too_big = False  # beyond limits.max_layers: nothing was expanded
@@ -448,6 +450,9 @@ class Expander:
             self.problem(f"{call.func}() needs integers, got {', '.join(map(repr, values))}", call.span, stack)
             return None
         result = self.scaling.call(call.func, tuple(values))  # type: ignore[arg-type]
+        if call.func == "w":  # (moved for the group counts consuming it: --round-for-groups)
+            plain, result = result, self.moved.get(call.span, result)
+            self.widths[call.span] = (values[0], plain, result)  # type: ignore[assignment]
         if abs(result) > 10**12:
             self.problem(f"{result} is too large a number", call.span, stack)
             return None

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from normdsl.diagnostics import Span
+
 WIDTH_RULES = ("make_divisible", "ceil")
 DEPTH_RULES = ("ceil", "round")
 FUNCTIONS = {"w": 1, "d": 1, "max": 2, "min": 2}  # name → number of arguments
@@ -28,6 +30,7 @@ class Scaling:
     depth_round: str = "ceil"
     input: int | None = None  # the input's height and width at this scale (EfficientNet B1: 240)
     name: str | None = None  # the named scale chosen (b1), for messages
+    moved: tuple[Moved, ...] = ()  # widths moved so that every group count consuming them divides them
 
     def width_of(self, channels: int) -> int:
         """``w(channels)``: the scaled width, rounded by the rule."""
@@ -64,7 +67,45 @@ class Scaling:
         )
 
 
-KEYS = {f.name for f in fields(Scaling)} - {"name"}
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A scaled width moved for the group counts that consume it (--round-for-groups)."""
+
+    span: Span  # the w(...) call
+    channels: int  # its argument
+    width: float
+    plain: int  # what the rounding rule gave
+    moved: int  # the nearest multiple of the divisor that every consumer's group count divides
+    divisor: int
+    consumers: tuple[str, ...]  # gn(32), conv96(groups=3)
+    groups: tuple[int, ...]  # their group counts
+
+    def describe(self) -> str:
+        """``7:6 w(120): 120 × 0.75 = 90 → 88 (divisor 8) → 96 (gn(32) consumes it)``."""
+        consumers = ", ".join(self.consumers)
+        verb = "consumes" if len(self.consumers) == 1 else "consume"
+        return (
+            f"{self.span.line}:{self.span.column} w({self.channels}): {self.channels} × {self.width:g} ="
+            f" {self.channels * self.width:g} → {self.plain} (divisor {self.divisor}) → {self.moved}"
+            f" ({consumers} {verb} it)"
+        )
+
+
+def nearest_multiple(value: int, step: int) -> int:
+    """The positive multiple of ``step`` nearest to ``value`` (the larger one on a tie)."""
+    below = max(step, value // step * step)
+    above = below if below >= value else below + step
+    return above if above - value <= value - below or below < step else below
+
+
+def report(scaling: Scaling) -> str:
+    """The scale report: the scale in use and every width moved for the group counts consuming it."""
+    lines = [scaling.describe()]
+    lines += [f"  {m.describe()}" for m in scaling.moved] or ["  no width moved"]
+    return "\n".join(lines)
+
+
+KEYS = {f.name for f in fields(Scaling)} - {"name", "moved"}
 NO_SCALING = Scaling()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,85 @@ def test_generated_code_writes_scaled_widths_as_numbers(keras: Any) -> None:
     namespace: dict[str, Any] = {"__name__": "generated"}
     exec(compile(code, "<generated>", "exec"), namespace)
     assert keras_rows(namespace["build_model"]()) == keras_rows(normdsl.build_model(network))
+
+
+# ---- widths moved for the group counts consuming them --------------------------------------------
+
+
+@given(
+    st.integers(1, 512),
+    st.sampled_from([0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 1.4, 2.0]),
+    st.lists(st.sampled_from([1, 2, 3, 4, 6, 8, 12, 16, 32]), min_size=1, max_size=3),
+    st.sampled_from([4, 8, 16]),
+)
+def test_round_for_groups_finds_the_nearest_width_every_consumer_accepts(
+    channels: int, width: float, groups: list[int], divisor: int
+) -> None:
+    norms = " ".join(f"gn({g})" for g in groups)
+    text = f"scaling(divisor={divisor})\ninput(4, 4, 3) conv{{w({channels})}}(pad=same) {norms}"
+    network = normdsl.check(text, width=width, round_for_groups=True)
+    found = network.layers[0].output_shape[-1]
+    plain = Scaling(width=width, divisor=divisor).width_of(channels)
+    step = math.lcm(divisor, *groups)
+    assert found % divisor == 0 and all(found % g == 0 for g in groups)
+    valid = [n for n in range(step, plain + 2 * step, step)]  # every candidate near the plain rounding
+    best = min(valid, key=lambda n: (abs(n - plain), -n))
+    assert found == best
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_a_group_norm_mobilenet_v2_is_valid_at_every_alpha_with_round_for_groups(alpha: float) -> None:
+    text = MOBILENET_V2.read_text()
+    try:
+        normdsl.check(text, width=alpha, norm="gn(16)")
+    except normdsl.SpecError as error:  # without it: a diagnostic naming the scaled width and the option
+        hints = " ".join(e.hint or "" for e in error.errors)
+        assert " is w(" in hints and "--round-for-groups would make it" in hints
+    network = normdsl.check(text, width=alpha, norm="gn(16)", round_for_groups=True)
+    norms = [layer for layer in network.layers if layer.keras_class == "GroupNormalization"]
+    assert norms and all(layer.input_shape[-1] % 16 == 0 for layer in norms)
+
+
+def test_keras_builds_the_regrouped_model(keras: Any) -> None:
+    network = normdsl.check(MOBILENET_V2.read_text(), width=0.5, norm="gn(16)", round_for_groups=True)
+    assert normdsl.build_model(network).count_params() == network.params  # Keras refuses 16 groups of 8 channels
+
+
+REPORT_ARGS = ("--width", "0.5", "--norm", "gn(16)", "--round-for-groups")
+
+
+def test_the_scale_report_says_which_widths_moved_and_why() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "normdsl", "scale-report", str(MOBILENET_V2), *REPORT_ARGS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "scale: width 0.5, depth 1 (make_divisible by 8, depth ceil)"
+    # w(16) at half width is 8, and gn(16) needs 16 channels at least: it moves to 16
+    assert "w(16): 16 × 0.5 = 8 → 8 (divisor 8) → 16 (gn(16) consumes it)" in lines[1]
+
+
+def test_the_readmes_scaling_examples_are_real_output() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- scale-example", 1)[1].split("\n", 1)[1].split("<!-- /scale-example -->", 1)[0]
+    commands: list[tuple[str, list[str]]] = []
+    for line in (line[4:] for line in block.splitlines() if line.startswith("    ") or line == ""):
+        if line.startswith("$ normdsl "):
+            commands.append((line, []))
+        elif commands:
+            commands[-1][1].append(line)
+    assert len(commands) == 2
+    for command, shown in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "normdsl", *shlex.split(command)[2:]],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert (result.stdout + result.stderr).rstrip("\n") == "\n".join(shown).rstrip("\n"), command
