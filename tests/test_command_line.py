@@ -260,7 +260,7 @@ def complete(line: str, tmp_path: Path, shell: str = "bash") -> list[str]:
 
 
 def test_completion_offers_the_commands(tmp_path: Path) -> None:
-    assert complete("normdsl s", tmp_path) == ["save", "summary"]
+    assert complete("normdsl s", tmp_path) == ["save", "scale-report", "summary"]
     assert complete("normdsl bu", tmp_path) == ["build"]
 
 
