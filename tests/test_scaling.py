@@ -252,3 +252,49 @@ def test_the_readmes_scaling_examples_are_real_output() -> None:
             check=False,
         )
         assert (result.stdout + result.stderr).rstrip("\n") == "\n".join(shown).rstrip("\n"), command
+
+
+# ---- EfficientNet's compound scaling -------------------------------------------------------------
+
+EFFICIENTNET = ROOT / "examples" / "efficientnet.nd"
+FAMILY = ["b0", "b1", "b2", "b3"]
+
+
+@pytest.fixture(scope="module")
+def efficientnets() -> dict[str, Any]:
+    from tensorflow import keras
+
+    return {s: getattr(keras.applications, f"EfficientNet{s.upper()}")(weights=None) for s in FAMILY}
+
+
+def _efficientnet(scale: str) -> normdsl.Network:
+    spec = normdsl.parse(EFFICIENTNET.read_text(), filename=str(EFFICIENTNET))
+    return normdsl.check(spec, scale=scale)
+
+
+@pytest.mark.parametrize("scale", FAMILY)
+def test_the_efficientnet_family_equals_keras_applications(efficientnets: dict[str, Any], scale: str) -> None:
+    reference, network = efficientnets[scale], _efficientnet(scale)
+    assert network.input_shape == tuple(reference.input.shape[1:])  # the scale's resolution
+    trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert (network.params, network.trainable) == (reference.count_params(), trainable)
+    assert weighted(normdsl.build_model(network)) == weighted(reference)
+
+
+@pytest.mark.parametrize("scale", ["b0", "b1"])
+def test_efficientnet_b0_and_b1_are_the_same_function(efficientnets: dict[str, Any], scale: str) -> None:
+    reference, network = efficientnets[scale], _efficientnet(scale)
+    model = normdsl.build_model(network)
+    rng = np.random.default_rng(1)
+    for ours, theirs in zip(
+        (m for m in model.layers if m.weights), (m for m in reference.layers if m.weights), strict=True
+    ):
+        weights = [w + rng.normal(0, 0.05, w.shape).astype("float32") for w in theirs.get_weights()]
+        if type(theirs).__name__ == "BatchNormalization":
+            weights[3] = np.abs(weights[3]) + 0.5  # a positive moving variance
+        if type(theirs).__name__ == "Normalization":
+            weights = [np.full_like(w, 0.5) for w in weights]  # the adaptable mean, variance and count
+        theirs.set_weights(weights)
+        ours.set_weights(weights)
+    x = rng.uniform(0, 255, (1, *network.input_shape)).astype("float32")
+    assert np.abs(np.asarray(model(x)) - np.asarray(reference(x))).max() < 1e-5
