@@ -37,9 +37,25 @@ def build_model(
     input_shape: Shape | None = None,
     norm: str | None = None,
     replace: Mapping[str, str] | None = None,
+    scale: str | None = None,
+    width: float | None = None,
+    depth: float | None = None,
+    round_for_groups: bool = False,
 ) -> keras.Model:
-    """Build the checked network as a functional ``keras.Model``, layer for layer as the generated code does."""
-    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm, replace=replace)
+    """Build the checked network as a functional ``keras.Model``, layer for layer as the generated code
+    does; for a spec or its text, the options are check()'s."""
+    if isinstance(spec, Network):
+        return build(spec)[0]
+    network = check(
+        spec,
+        input_shape=input_shape,
+        norm=norm,
+        replace=replace,
+        scale=scale,
+        width=width,
+        depth=depth,
+        round_for_groups=round_for_groups,
+    )
     return build(network)[0]
 
 

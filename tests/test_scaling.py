@@ -298,3 +298,8 @@ def test_efficientnet_b0_and_b1_are_the_same_function(efficientnets: dict[str, A
         ours.set_weights(weights)
     x = rng.uniform(0, 255, (1, *network.input_shape)).astype("float32")
     assert np.abs(np.asarray(model(x)) - np.asarray(reference(x))).max() < 1e-5
+
+
+def test_build_model_takes_the_scale_options(mobilenets: dict[float, Any]) -> None:
+    model = normdsl.build_model(MOBILENET_V2.read_text(), width=0.5)
+    assert weighted(model) == weighted(mobilenets[0.5])
