@@ -251,11 +251,7 @@ class _Checker:
         for decl in [*defaults[:1], *([named[chosen]] if isinstance(chosen, str) else [])]:
             settings.update({a.key: _setting(a.value) for a in decl.args if a.key})
         settings.update(overrides)
-        valid = {k: v for k, v in settings.items() if k in scaling.KEYS and scaling.problem(k, v) is None}
-        for key in ("width", "depth"):
-            if key in valid:
-                valid[key] = float(valid[key])  # type: ignore[arg-type]
-        return Scaling(name=chosen if isinstance(chosen, str) else None, **valid)  # type: ignore[arg-type]
+        return scaling.make(settings, chosen if isinstance(chosen, str) else None)
 
     def input(self, override: Shape | None) -> Shape | None:
         decl = self.spec.input

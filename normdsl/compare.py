@@ -122,10 +122,10 @@ COLUMNS = (
 def _cell(key: str, value: object) -> str:
     if value is None:
         return "—"
-    if key == "activation_bytes":
-        return _size(value)  # type: ignore[arg-type]
-    if key == "output":
-        return batch_shape(tuple(value))  # type: ignore[arg-type]
+    if key == "activation_bytes" and isinstance(value, int):
+        return _size(value)
+    if key == "output" and isinstance(value, list):
+        return batch_shape(tuple(value))
     if key == "batch_dependent":
         return "yes (training)" if value else "no"
     if isinstance(value, int):

@@ -446,13 +446,14 @@ class Expander:
         values = [self.expr(a, env, stack) for a in call.args]
         if any(v is None for v in values):
             return None
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        numbers = tuple(v for v in values if isinstance(v, int) and not isinstance(v, bool))
+        if len(numbers) != len(values):
             self.problem(f"{call.func}() needs integers, got {', '.join(map(repr, values))}", call.span, stack)
             return None
-        result = self.scaling.call(call.func, tuple(values))  # type: ignore[arg-type]
+        result = self.scaling.call(call.func, numbers)
         if call.func == "w":  # (moved for the group counts consuming it: --round-for-groups)
             plain, result = result, self.moved.get(call.span, result)
-            self.widths[call.span] = (values[0], plain, result)  # type: ignore[assignment]
+            self.widths[call.span] = (numbers[0], plain, result)
         if abs(result) > 10**12:
             self.problem(f"{result} is too large a number", call.span, stack)
             return None

@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,27 +284,27 @@ class _ToAst:
 
     def start(self, meta: object, children: list[object]) -> Spec:
         for block, after in itertools.pairwise(children):
-            if isinstance(block, BlockDef) and after.span.line == block.span.end_line:  # type: ignore[attr-defined]
-                self.problems.append(_run_on(block, after))
+            if isinstance(block, BlockDef) and _statement(after).span.line == block.span.end_line:
+                self.problems.append(_run_on(block, _statement(after)))
         inputs = tuple(c for c in children if isinstance(c, InputDecl))
         blocks = tuple(c for c in children if isinstance(c, BlockDef))
         uses = tuple(c for c in children if isinstance(c, UseDecl))
         scalings = tuple(c for c in children if isinstance(c, ScaleDecl))
-        body = tuple(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl | ScaleDecl))
-        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses, scalings=scalings)  # type: ignore[arg-type]
+        body = _nodes(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl | ScaleDecl))
+        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses, scalings=scalings)
 
     def scale_defaults(self, meta: object, children: list[object]) -> ScaleDecl:
-        return ScaleDecl(None, tuple(c for c in children[1:] if c is not None), _span(meta))  # type: ignore[misc]
+        return ScaleDecl(None, tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
 
     def scale_named(self, meta: object, children: list[object]) -> ScaleDecl:
         name = children[0]
         assert isinstance(name, Token)
-        return ScaleDecl(str(name)[:-1], tuple(c for c in children[1:] if c is not None), _span(meta))  # type: ignore[misc]
+        return ScaleDecl(str(name)[:-1], tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
 
     def call(self, meta: object, children: list[object]) -> Call:
         name = children[0]
         assert isinstance(name, Token)
-        return Call(str(name)[:-1], tuple(children[1:]), _span(meta))  # type: ignore[arg-type]
+        return Call(str(name)[:-1], tuple(_expr(c) for c in children[1:]), _span(meta))
 
     def use_decl(self, meta: object, children: list[Token]) -> UseDecl:
         (path,) = children
@@ -318,19 +318,20 @@ class _ToAst:
     def block_def(self, meta: object, children: list[object]) -> BlockDef:
         head, *params, body = children
         assert isinstance(head, Token)
-        return BlockDef(str(head)[:-1], tuple(params), body, _span(meta), _name_span(head, len(head) - 1))  # type: ignore[arg-type]
+        params_ = tuple(p for p in params if isinstance(p, Param))
+        return BlockDef(str(head)[:-1], params_, _node(body), _span(meta), _name_span(head, len(head) - 1))
 
     def alias_def(self, meta: object, children: list[object]) -> BlockDef:
         name, body = children
         assert isinstance(name, Token)
-        return BlockDef(str(name), (), body, _span(meta), _span(name))  # type: ignore[arg-type]
+        return BlockDef(str(name), (), _node(body), _span(meta), _span(name))
 
     def param(self, meta: object, children: list[object]) -> Param:
         name, *default = children
-        return Param(str(name), default[0] if default else None, _span(meta))  # type: ignore[arg-type]
+        return Param(str(name), _value(default[0]) if default else None, _span(meta))
 
     def repeat(self, meta: object, children: list[object]) -> Repeat:
-        unit, count = children
+        unit, count = _node(children[0]), _expr(children[1])
         body = unit.body if isinstance(unit, Repeat) and unit.count == 1 else (unit,)
         span = _span(meta)
         if isinstance(count, Ref | BinOp | Call):
@@ -340,7 +341,7 @@ class _ToAst:
             count_span = Span(
                 span.end_line, span.end_column - n, span.end_line, span.end_column, span.end - n, span.end
             )
-        return Repeat(body, count, span, count_span)  # type: ignore[arg-type]
+        return Repeat(body, count, span, count_span)
 
     def group(self, meta: object, children: list[Node]) -> Repeat:
         return Repeat(tuple(children), 1, _span(meta))
@@ -349,13 +350,13 @@ class _ToAst:
         return tuple(children)
 
     def residual(self, meta: object, children: list[object]) -> Residual:
-        body = children[1]
-        shortcut = children[2] if len(children) > 2 else None
+        body = _seq(children[1])
+        shortcut = _seq(children[2]) if len(children) > 2 else None
         gate = str(children[0]) == "gate("
-        return Residual(body, shortcut, _span(meta), gate)  # type: ignore[arg-type]
+        return Residual(body, shortcut, _span(meta), gate)
 
     def concat(self, meta: object, children: list[object]) -> Concat:
-        return Concat(tuple(children[1:]), _span(meta))  # type: ignore[arg-type]
+        return Concat(tuple(_seq(c) for c in children[1:]), _span(meta))
 
     def bare_layer(self, meta: object, children: list[Token]) -> Layer:
         return self.layer(children[0], str(children[0]), None, (), meta)
@@ -363,17 +364,17 @@ class _ToAst:
     def call_layer(self, meta: object, children: list[object]) -> Layer:
         name = children[0]
         assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], None, tuple(children[1:]), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], None, tuple(_arg(a) for a in children[1:]), meta)
 
     def width_layer(self, meta: object, children: list[object]) -> Layer:
         name, width = children
         assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], width, (), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], _expr(width), (), meta)
 
     def width_call_layer(self, meta: object, children: list[object]) -> Layer:
         name, width, _close, *args = children
         assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], width, tuple(args), meta)  # type: ignore[arg-type]
+        return self.layer(name, str(name)[:-1], _expr(width), tuple(_arg(a) for a in args), meta)
 
     def layer(self, token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], meta: object) -> Layer:
         sized = _SIZED.fullmatch(name) if width is None else None
@@ -382,7 +383,7 @@ class _ToAst:
 
     def kwarg(self, meta: object, children: list[object]) -> Arg:
         key, value = children
-        return Arg(str(key), value, _span(meta))  # type: ignore[arg-type]
+        return Arg(str(key), _value(value), _span(meta))
 
     def posarg(self, meta: object, children: list[Value]) -> Arg:
         return Arg(None, children[0], _span(meta))
@@ -426,10 +427,48 @@ class _ToAst:
         return BinOp("//", children[0], children[1], _span(meta))
 
 
-def _run_on(block: BlockDef, after: object) -> Diagnostic:
+Statement = Layer | Repeat | Residual | Concat | InputDecl | BlockDef | UseDecl | ScaleDecl
+
+
+# The transformer's children are the grammar's: these say (and check) which node each one is.
+def _node(item: object) -> Node:
+    assert isinstance(item, Layer | Repeat | Residual | Concat), item
+    return item
+
+
+def _nodes(items: Iterable[object]) -> tuple[Node, ...]:
+    return tuple(_node(i) for i in items)
+
+
+def _seq(item: object) -> tuple[Node, ...]:
+    assert isinstance(item, tuple), item
+    return _nodes(item)
+
+
+def _statement(item: object) -> Statement:
+    assert isinstance(item, Statement), item
+    return item
+
+
+def _arg(item: object) -> Arg:
+    assert isinstance(item, Arg), item
+    return item
+
+
+def _expr(item: object) -> Expr:
+    assert isinstance(item, int | Ref | BinOp | Call), item
+    return item
+
+
+def _value(item: object) -> Value:
+    assert isinstance(item, int | float | str | tuple | Ref | BinOp | Call), item
+    return item  # (a tuple holds values: the grammar makes no other)
+
+
+def _run_on(block: BlockDef, after: Statement) -> Diagnostic:
     """A statement right after a block definition, on its line, is not part of the block (the body is one
     item): say so, rather than build a model other than the one the line plainly reads as."""
-    span: Span = after.span  # type: ignore[attr-defined]
+    span = after.span
     head = "let " + block.name + ("(...)" if block.params else "")
     message = f"this is not part of block '{block.name}': a block's body is one item, and it ended before here"
     hint = f"to put it in the block, parenthesize the body: {head} = (...); else start a new line"

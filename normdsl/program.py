@@ -266,9 +266,8 @@ class _Builder:
                 return None
             case Call():
                 args = [self.fold(a) if not isinstance(a, int) else a for a in expr.args]
-                if any(a is None for a in args):
-                    return None
-                return self.network.scaling.call(expr.func, tuple(args))  # type: ignore[arg-type]
+                numbers = tuple(a for a in args if a is not None)
+                return self.network.scaling.call(expr.func, numbers) if len(numbers) == len(args) else None
             case BinOp():
                 left = expr.left if isinstance(expr.left, int) else self.fold(expr.left)
                 right = expr.right if isinstance(expr.right, int) else self.fold(expr.right)

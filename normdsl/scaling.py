@@ -106,14 +106,42 @@ def report(scaling: Scaling) -> str:
 
 
 KEYS = {f.name for f in fields(Scaling)} - {"name", "moved"}
+
+
+def make(settings: dict[str, object], name: str | None) -> Scaling:
+    """The Scaling of the valid ``settings`` (a spec's, then a named scale's, then the caller's); the
+    invalid ones were reported where they are written and are left at their defaults."""
+    valid = {k: v for k, v in settings.items() if k in KEYS and problem(k, v) is None}
+    base = Scaling()
+
+    def number(key: str, default: float) -> float:
+        value = valid.get(key, default)
+        return float(value) if isinstance(value, int | float) else default
+
+    def integer(key: str, default: int | None) -> int | None:
+        value = valid.get(key, default)
+        return value if isinstance(value, int) else default
+
+    def word(key: str, default: str) -> str:
+        value = valid.get(key, default)
+        return value if isinstance(value, str) else default
+
+    return Scaling(
+        width=number("width", base.width),
+        depth=number("depth", base.depth),
+        divisor=integer("divisor", base.divisor) or base.divisor,
+        round=word("round", base.round),
+        depth_round=word("depth_round", base.depth_round),
+        input=integer("input", None),
+        name=name,
+    )
 NO_SCALING = Scaling()
 
 
 def problem(key: str, value: object) -> str | None:
     """Why ``value`` cannot be the scaling setting ``key`` (None if it can)."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
     if key in ("width", "depth"):
-        ok = number and 0 < value <= 100  # type: ignore[operator]
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 100
         return None if ok else f"{key} must be a number above 0 (at most 100), got {value!r}"
     if key in ("divisor", "input"):
         ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000

@@ -52,8 +52,9 @@ def run(text: str) -> None:
     except normdsl.SpecError as exc:
         assert exc.errors, "a SpecError carries at least one error"
         for d in exc.diagnostics:
-            assert 0 <= d.span.start <= d.span.end <= len(text), (d, len(text))
-            assert 1 <= d.span.line <= text.count("\n") + 1
+            shown = d.elsewhere[1] if d.elsewhere else text  # a used file's problem is shown in that file
+            assert 0 <= d.span.start <= d.span.end <= len(shown), (d, len(shown))
+            assert 1 <= d.span.line <= shown.count("\n") + 1
         assert exc.render()
 
 
