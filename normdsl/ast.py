@@ -99,6 +99,7 @@ class Residual:
     shortcut: tuple[Node, ...] | None
     span: Span
     gate: bool = False
+    body_first: bool = False  # res(..., first=body): Add()([body, shortcut]), as EfficientNet's add([x, inputs])
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,14 +440,15 @@ class _Decoder:
                 body, self.expr(d["count"], f"{where}.count", depth), self.span(d["span"], f"{where}.span"), count_span
             )
         if kind == "Residual":
-            d = self.obj(data, where, "Residual", ("body", "shortcut", "span"), optional=("gate",))
+            d = self.obj(data, where, "Residual", ("body", "shortcut", "span"), optional=("gate", "body_first"))
             shortcut = None if d["shortcut"] is None else self.nodes(d["shortcut"], f"{where}.shortcut", depth)
-            gate = d.get("gate", False)
-            if not isinstance(gate, bool):
-                raise InvalidJSON(f"{where}.gate", f"expected true or false, got {gate!r:.60}")
-            return Residual(
-                self.nodes(d["body"], f"{where}.body", depth), shortcut, self.span(d["span"], f"{where}.span"), gate
-            )
+            gate, body_first = d.get("gate", False), d.get("body_first", False)
+            if not isinstance(gate, bool) or not isinstance(body_first, bool):
+                raise InvalidJSON(
+                    where, f"expected true or false for gate and body_first, got {gate!r:.30}, {body_first!r:.30}"
+                )
+            body, span = self.nodes(d["body"], f"{where}.body", depth), self.span(d["span"], f"{where}.span")
+            return Residual(body, shortcut, span, gate, body_first)
         if kind == "Concat":
             d = self.obj(data, where, "Concat", ("branches", "span"))
             listed = self.items(d["branches"], where)

@@ -10,7 +10,7 @@ from typing import Protocol, assert_never
 
 from normdsl.ast import Arg, BinOp, BlockDef, Call, Concat, Expr, Layer, Node, Ref, Repeat, Residual, Spec, Value, Word
 from normdsl.diagnostics import Span, did_you_mean, one_line
-from normdsl.layers import IDENTITY, Merge
+from normdsl.layers import IDENTITY, MERGES, Merge
 from normdsl.limits import Limits
 from normdsl.scaling import FUNCTIONS, Scaling
 
@@ -206,7 +206,9 @@ class Expander:
             case Residual():
                 shortcut = self.seq(node.shortcut, x, env, stack) if node.shortcut else x
                 body = self.seq(node.body, x, env, stack)
-                return self.merge(Merge.GATE if node.gate else Merge.RES, (shortcut, body), node.span, stack)
+                merge = merge_of(node)
+                paths = (body, shortcut) if node.body_first else (shortcut, body)
+                return self.merge(merge, paths, node.span, stack)
             case Concat():
                 branches = tuple(self.seq(branch, x, env, stack) for branch in node.branches)
                 return self.merge(Merge.CAT, branches, node.span, stack)
@@ -214,7 +216,8 @@ class Expander:
                 assert_never(node)
 
     def merge(self, merge: Merge, inputs: tuple[int, ...], span: Span, stack: tuple[Use, ...]) -> int:
-        return self.add(merge.value, inputs, self.where(span, stack)[0], merge.value, stack, merge=merge)
+        name = MERGES[merge].name
+        return self.add(name, inputs, self.where(span, stack)[0], name, stack, merge=merge)
 
     def seq(self, nodes: tuple[Node, ...], x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
         for node in nodes:
@@ -490,6 +493,13 @@ def context(stack: tuple[Use, ...], span: Span, *, with_use: bool = True) -> str
 
 def notes(stack: tuple[Use, ...], span: Span) -> tuple[tuple[str, Span], ...]:
     return tuple((f"block '{use.block}' is used here", use.span) for use in reversed(enclosing(stack, span)))
+
+
+def merge_of(node: Residual) -> Merge:
+    """The join of a res(...) or gate(...), its operands in the order written (first=body)."""
+    if node.gate:
+        return Merge.GATE_BODY_FIRST if node.body_first else Merge.GATE
+    return Merge.RES_BODY_FIRST if node.body_first else Merge.RES
 
 
 def is_identity(layer: Layer) -> bool:

@@ -734,11 +734,15 @@ class Merge(enum.Enum):
     RES = "res"
     CAT = "cat"
     GATE = "gate"
+    RES_BODY_FIRST = "res, body first"  # res(..., first=body): Add()([body, shortcut])
+    GATE_BODY_FIRST = "gate, body first"
 
 
 MERGES: dict[Merge, LayerKind] = {
     Merge.RES: LayerKind("res", "Add", add, "Add()([shortcut, body])"),
     Merge.GATE: LayerKind("gate", "Multiply", multiply, "Multiply()([x, gate])"),
+    Merge.RES_BODY_FIRST: LayerKind("res", "Add", lambda shapes, c: add(shapes[::-1], c), "Add()([body, shortcut])"),
+    Merge.GATE_BODY_FIRST: LayerKind("gate", "Multiply", lambda s, c: multiply(s[::-1], c), "Multiply()([gate, x])"),
     Merge.CAT: LayerKind("cat", "Concatenate", concat, "Concatenate(axis=-1)(branches)", fixed=(("axis", -1),)),
 }
 

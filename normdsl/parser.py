@@ -350,10 +350,15 @@ class _ToAst:
         return tuple(children)
 
     def residual(self, meta: object, children: list[object]) -> Residual:
-        body = _seq(children[1])
-        shortcut = _seq(children[2]) if len(children) > 2 else None
-        gate = str(children[0]) == "gate("
-        return Residual(body, shortcut, _span(meta), gate)
+        head, body, *rest = children
+        shortcut = next((c for c in rest if isinstance(c, tuple)), None)  # a seq; a first= value is a NAME token
+        first = next((c for c in rest if isinstance(c, Token)), None)
+        gate = str(head) == "gate("
+        if first is not None and str(first) not in ("body", "shortcut"):
+            hint = "first=body writes Add()([body, shortcut]); first=shortcut (the default) Add()([shortcut, body])"
+            self.problems.append(Diagnostic("error", f"first= takes body or shortcut, got {first}", _span(first), hint))
+        span = _span(meta)
+        return Residual(_seq(body), None if shortcut is None else _seq(shortcut), span, gate, str(first) == "body")
 
     def concat(self, meta: object, children: list[object]) -> Concat:
         return Concat(tuple(_seq(c) for c in children[1:]), _span(meta))

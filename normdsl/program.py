@@ -33,8 +33,8 @@ from normdsl.ast import (
     Word,
 )
 from normdsl.diagnostics import one_line
-from normdsl.graph import block_used, is_identity
-from normdsl.layers import COMPOSITES, KINDS, Code, Merge
+from normdsl.graph import block_used, is_identity, merge_of
+from normdsl.layers import COMPOSITES, KINDS, MERGES, Code, Merge
 from normdsl.network import Network, flag
 from normdsl.pysource import literal
 from normdsl.resolve import resolve
@@ -200,8 +200,9 @@ class _Builder:
                 if not node.shortcut:
                     shortcut = src
                 out += self.seq(node.body, src, y, where.inner())
-                merge = Merge.GATE if node.gate else Merge.RES
-                return [*out, ir.Join(dst, merge, (shortcut, y), self.origin(node, merge.value, where))]
+                merge = merge_of(node)
+                srcs = (y, shortcut) if node.body_first else (shortcut, y)
+                return [*out, ir.Join(dst, merge, srcs, self.origin(node, MERGES[merge].name, where))]
             case Concat():
                 suffix = "" if where.depth == 1 else f"_{where.depth}"
                 names = tuple(f"branch{suffix}_{i}" for i in range(1, len(node.branches) + 1))

@@ -135,6 +135,8 @@ def make(settings: dict[str, object], name: str | None) -> Scaling:
         input=integer("input", None),
         name=name,
     )
+
+
 NO_SCALING = Scaling()
 
 

@@ -105,3 +105,27 @@ def _generated(network: normdsl.Network) -> Any:
 def test_a_block_named_id_is_the_specs() -> None:
     network = normdsl.check("let id = relu\ninput(4) id")
     assert [layer.kind for layer in network.layers] == ["relu"]
+
+
+def test_first_body_writes_the_adds_operands_as_efficientnet_does(keras: Any) -> None:
+    """EfficientNet's layers.add([x, inputs]): the body first. The graph's operand order is Keras's."""
+    network = normdsl.check("input(6, 6, 4) res(conv4(pad=same), first=body) gate(sigmoid, first=body)")
+    L = keras.layers
+    inputs = keras.Input((6, 6, 4))
+    x = L.add([L.Conv2D(4, 3, padding="same")(inputs), inputs])
+    reference = keras.Model(inputs, L.Multiply()([L.Activation("sigmoid")(x), x]))
+    for built in (normdsl.build_model(network), _generated(network)):
+        assert _operands(built) == _operands(reference)
+    spec = normdsl.parse("res(relu, first=body)")
+    assert normdsl.Spec.from_json(spec.to_json()) == spec and spec.body[0].body_first  # type: ignore[union-attr]
+
+
+def _operands(model: Any) -> list[list[str]]:
+    """For each merge layer, the classes of the layers its operands come from, in order."""
+    merges = [layer for layer in model.layers if type(layer).__name__ in ("Add", "Multiply")]
+    return [[type(t._keras_history.operation).__name__ for t in layer.input] for layer in merges]
+
+
+def test_first_takes_body_or_shortcut() -> None:
+    with pytest.raises(normdsl.SpecError, match="first= takes body or shortcut, got middle"):
+        normdsl.parse("res(relu, first=middle)")
