@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from normdsl.ast import Spec
 from normdsl.check import check, snake_case
-from normdsl.layers import Shape
-from normdsl.network import Network
+from normdsl.layers import KINDS, Shape
+from normdsl.network import NetLayer, Network
 from normdsl.target_keras import make_layer
 
 if TYPE_CHECKING:
@@ -67,12 +67,23 @@ def build(network: Network) -> tuple[Any, list[Any]]:
     built: list[Any] = []
     names = auto_names(network)
     for i, layer in enumerate(network.layers):
-        made = make_layer(keras, layer.keras_class, layer.module, layer.args, layer.kwargs, names[i])
         tensors = [inputs if i < 0 else outputs[i] for i in layer.inputs]
+        operator = _operator(layer)
+        if operator is not None:  # tensor arithmetic: an operation of Keras's graph, not a layer
+            value = layer.args[0]
+            outputs.append(tensors[0] + value if operator == "+" else tensors[0] * value)
+            built.append(None)
+            continue
+        made = make_layer(keras, layer.keras_class, layer.module, layer.args, layer.kwargs, names[i])
         outputs.append(made(tensors if len(tensors) > 1 else tensors[0]))
         built.append(made)
     output = outputs[network.output] if network.output >= 0 else inputs
     return keras.Model(inputs=inputs, outputs=output, name=network.name), built
+
+
+def _operator(layer: NetLayer) -> str | None:
+    kind = KINDS.get(layer.kind)
+    return None if kind is None else kind.operator
 
 
 def auto_names(network: Network) -> list[str | None]:
@@ -113,7 +124,9 @@ def differences(model: Any, network: Network) -> list[str]:
         if type(k).__name__ != "InputLayer"
     )
     mine = Counter(
-        (layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable) for layer in network.layers
+        (layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable)
+        for layer in network.layers
+        if _operator(layer) is None  # tensor arithmetic is no layer of Keras's model
     )
     found = [f"Keras has {n} × {row}, the checker {mine[row]}" for row, n in (theirs - mine).items()]
     found += [f"the checker has {n} × {row}, Keras {theirs[row]}" for row, n in (mine - theirs).items()]

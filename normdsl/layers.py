@@ -455,6 +455,7 @@ class LayerKind:
     is_norm: bool = False
     with_args: LayerKind | None = None  # the kind used instead when arguments are given: relu(max=6) → ReLU
     module: str | None = None  # where keras_class lives when it is not keras.layers (a plugin's own layer)
+    operator: str | None = None  # + or *: tensor arithmetic (a Keras operation named keras_class, not a layer)
     params_by_key: dict[str, Param] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -651,6 +652,18 @@ _KIND_LIST: tuple[LayerKind, ...] = (
             _name(),
         ),
         positional="p",
+    ),
+    *(
+        LayerKind(
+            name,
+            cls,
+            _one(same),
+            f"x {op} c: Keras's tensor arithmetic (an operation, not a layer), as MobileNetV3's hard_sigmoid writes it",
+            params=(Param("c", "c", "float", None, required=True, positional=True),),
+            positional="c",
+            operator=op,
+        )
+        for name, cls, op in (("plus", "Add", "+"), ("times", "Multiply", "*"))
     ),
     LayerKind(
         "rescale",

@@ -101,6 +101,9 @@ def _statement(code: str, origin: ir.Origin | None, indent: int) -> Statement:
 
 
 def _apply(op: ir.Apply, indent: int) -> list[Statement]:
+    if op.call.kind.operator is not None:  # tensor arithmetic: x + 3.0
+        code = f"{op.dst} = {op.src} {op.call.kind.operator} {literal(op.call.args[0])}"
+        return [_statement(code, op.origin, indent)]
     return [_statement(f"{op.dst} = {_source(op.call)}({op.src})", op.origin, indent)]
 
 

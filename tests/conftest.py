@@ -55,11 +55,17 @@ def built_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
     """What Keras computes for each layer of a directly built network, in the checker's order."""
     from normdsl.emit_keras import build
 
-    return keras_rows(build(network)[1])
+    return keras_rows([layer for layer in build(network)[1] if layer is not None])  # (None: tensor arithmetic)
 
 
 def checker_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
-    return [(layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable) for layer in network.layers]
+    from normdsl.layers import KINDS
+
+    return [
+        (layer.keras_class, layer.output_shape, layer.trainable, layer.non_trainable)
+        for layer in network.layers
+        if layer.kind not in KINDS or KINDS[layer.kind].operator is None  # tensor arithmetic is no Keras layer
+    ]
 
 
 def configs(model: Any) -> list[dict[str, Any]]:

@@ -129,3 +129,19 @@ def _operands(model: Any) -> list[list[str]]:
 def test_first_takes_body_or_shortcut() -> None:
     with pytest.raises(normdsl.SpecError, match="first= takes body or shortcut, got middle"):
         normdsl.parse("res(relu, first=middle)")
+
+
+def test_tensor_arithmetic_is_mobilenet_v3s_hard_sigmoid_exactly(keras: Any) -> None:
+    """keras.applications.mobilenet_v3.hard_sigmoid: layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0), operations, not layers."""
+    from keras.src.applications.mobilenet_v3 import hard_sigmoid
+
+    network = normdsl.check("input(6, 6, 4) conv4(pad=same) plus(3.0) relu(max=6) times(0.16666666666666666)")
+    L = keras.layers
+    inputs = keras.Input((6, 6, 4))
+    reference = keras.Model(inputs, hard_sigmoid(L.Conv2D(4, 3, padding="same")(inputs)))
+    x = np.random.default_rng(3).standard_normal((2, 6, 6, 4)).astype("float32") * 4
+    for built in (normdsl.build_model(network), _generated(network)):
+        assert [type(op).__name__ for op in built.operations] == [type(op).__name__ for op in reference.operations]
+        built.set_weights(reference.get_weights())
+        assert np.array_equal(np.asarray(built(x)), np.asarray(reference(x)))  # the same operations: bitwise
+    assert network.params == reference.count_params()
