@@ -20,6 +20,7 @@ from normdsl.summary import callable_summary as summary
 if _TYPE_CHECKING:
     from normdsl.emit_keras import build_model
     from normdsl.emit_source import render
+    from normdsl.fmt import format_spec as format
 
 __all__ = [
     "Diagnostic",
@@ -33,6 +34,7 @@ __all__ = [
     "build_model",
     "check",
     "expand",
+    "format",
     "json_schema",
     "parse",
     "render",
@@ -53,11 +55,16 @@ def json_schema(name: _Literal["spec", "summary"]) -> dict[str, _Any]:
 
 
 def __getattr__(name: str) -> _Any:
-    """render and build_model are imported on first use: checking a spec never loads jinja2 or black."""
+    """render, build_model and format are imported on first use: checking a spec never loads jinja2, black
+    or the formatter."""
     if name == "render":
         from normdsl.emit_source import render
 
         return render
+    if name == "format":
+        from normdsl.fmt import format_spec
+
+        return format_spec
     if name == "build_model":
         from normdsl.emit_keras import build_model
 

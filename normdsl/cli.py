@@ -485,6 +485,65 @@ def cmd_save(args: argparse.Namespace, report: Report) -> int:
     return each(args, report, run)
 
 
+def cmd_fmt(args: argparse.Namespace, report: Report) -> int:
+    import difflib
+
+    from normdsl.fmt import format_spec
+    from normdsl.writer import write_text
+
+    args.specs = _nd_files(args.specs)
+    counts = {"changed": 0, "unchanged": 0}
+    rewrite = not (args.check or args.diff)  # else change nothing
+
+    def run(source: Source) -> int:
+        text = source.read()
+        formatted = format_spec(text, width=args.line_length, filename=source.name)
+        changed = formatted != text
+        if args.diff:
+            lines = (text.splitlines(keepends=True), formatted.splitlines(keepends=True))
+            for line in difflib.unified_diff(*lines, source.name, source.name):
+                sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+        if changed and args.check:
+            print(f"would reformat {shown(source.name)}", file=sys.stderr)
+        if rewrite and source.path in (None, STDIN):
+            sys.stdout.write(formatted)
+        elif rewrite and changed:
+            if not str(source.path).endswith(".nd"):
+                raise UsageError(f"{shown(source.name)}: fmt rewrites only .nd files (see the change with --diff)")
+            write_text(Path(os.path.realpath(str(source.path))), formatted)  # (a link stays a link)
+            print(f"reformatted {shown(source.name)}", file=sys.stderr)
+        counts["changed" if changed else "unchanged"] += 1
+        return EXIT_OK
+
+    status = each(args, report, run)
+    sys.stdout.flush()
+    would = "would be " if args.check else ""
+    changed, unchanged = counts["changed"], counts["unchanged"]
+    if args.check or any(path != STDIN for path in args.specs):  # (a filter of standard input says nothing)
+        print(
+            f"{changed} spec{'s' * (changed != 1)} {would}reformatted, {unchanged} {would}left unchanged",
+            file=sys.stderr,
+        )
+    return max(status, EXIT_SPEC if args.check and changed else EXIT_OK)
+
+
+def _nd_files(paths: list[str]) -> list[str]:
+    """The paths, each folder replaced by the .nd files beneath it (not in hidden folders), sorted."""
+    found: list[str] = []
+    for path in paths:
+        if path == STDIN or not os.path.isdir(path):
+            found.append(path)
+            continue
+        beneath = []
+        for folder, subfolders, files in os.walk(path):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+            beneath += [os.path.join(folder, name) for name in files if name.endswith(".nd")]
+        if not beneath:
+            raise UsageError(f"{shown(path)}: no .nd files in this folder")
+        found += sorted(beneath)
+    return found
+
+
 def load_keras(report: Report) -> None:
     """Import TensorFlow now (a clear UsageError if it is missing), its start-up lines held back (unless
     --verbose): TF_CPP_MIN_LOG_LEVEL=2 unless set, and, for what C++ libraries write to file descriptor 2
@@ -607,6 +666,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--template-dir", type=Path, metavar="DIR", help="a folder of your own NAME.py.j2 templates")
     p.add_argument(
         "--verify", action="store_true", help="then build the written code with Keras and compare its figures"
+    )
+    from normdsl.fmt import DEFAULT_WIDTH
+
+    p = command("fmt", cmd_fmt, "rewrite specs in the canonical layout (files, folders, - for stdin)", model=False)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a spec would be reformatted")
+    p.add_argument("--diff", action="store_true", help="change nothing; print what would change as a unified diff")
+    p.add_argument(
+        "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="the longest line (default 120)"
     )
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
