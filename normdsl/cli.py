@@ -376,7 +376,18 @@ def cmd_explain(args: argparse.Namespace, report: Report) -> int:
 
 
 def cmd_build(args: argparse.Namespace, report: Report) -> int:
-    from normdsl.emit_source import TemplateProblem, render, strategy_warnings, template_suffix
+    import dataclasses
+
+    from normdsl import compare
+    from normdsl.compare import Variant
+    from normdsl.emit_source import (
+        TemplateProblem,
+        compares,
+        render,
+        render_variants,
+        strategy_warnings,
+        template_suffix,
+    )
     from normdsl.writer import guard, write_text
 
     specs = sources(args)
@@ -387,26 +398,77 @@ def cmd_build(args: argparse.Namespace, report: Report) -> int:
     except ValueError as exc:  # an unknown template
         raise UsageError(str(exc)) from None
     _check_build_options(args, specs, suffix)
+    norms: list[str] = args.norm or []
+    if not compares(args.template):
+        args.norm = norms[0] if norms else None  # one, as for check and summary
     if args.verify:
         load_keras(report)
+
+    def variants(source: Source) -> list[Variant]:
+        """The variants of a comparison template: the spec with each --norm value (as written without
+        --norm), checked. One that is no valid model is a warning here (and a failed row of the generated
+        comparison); when none is valid, the first one's errors are the spec's."""
+        replace = dict(args.set or ())
+        if norms and "norm" in replace:
+            raise UsageError("give the norms once: --norm LAYERS... or --set norm=LAYERS")
+        try:
+            found = compare.variants(
+                [(source.name, source.read())], norms, replace=replace, input_shape=args.input,
+                scales=(args.scale,) if args.scale else (), width=args.width, depth=args.depth,
+                round_for_groups=args.round_for_groups,
+            )  # fmt: skip
+        except ScaleError as exc:
+            raise UsageError(f"{shown(source.name)}: {exc}") from None
+        if all(v.network is None for v in found):
+            assert found[0].error is not None
+            raise found[0].error
+        for variant in found:
+            if variant.network is not None:
+                warnings = [*variant.network.warnings, *strategy_warnings(variant.network, args.strategy)]
+                if warnings:
+                    report.diagnostics(warnings, variant.network.source, source.name)
+            elif variant.error is not None:
+                left_out = [
+                    dataclasses.replace(
+                        d, severity="warning", message=f"variant {variant.name} is left out: {d.message}"
+                    )
+                    for d in variant.error.errors
+                ]
+                report.diagnostics(left_out, variant.error.source, variant.error.filename)
+        return found
 
     def run(source: Source) -> int:
         out = args.output or str(Path(str(source.path)).with_suffix(suffix))
         try:
-            network = _network(args, source, report)
-            for warning in strategy_warnings(network, args.strategy):
-                report.diagnostics([warning], network.source, source.name)
+            if compares(args.template):
+                found = variants(source)
+                network = next(v.network for v in found if v.network is not None)
+                names = ", ".join(v.name or network.name for v in found)
+                line = f"{sum(v.network is not None for v in found)} of {len(found)} variants to train ({names})"
+            else:
+                found = []
+                network = _network(args, source, report)
+                for warning in strategy_warnings(network, args.strategy):
+                    report.diagnostics([warning], network.source, source.name)
+                line = summary.one_line(network)
             if out != "-":
                 guard(Path(out), force=args.force)
             try:
-                code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
+                if found:
+                    code = render_variants(found, args.template, strategy=args.strategy, template_dir=args.template_dir)
+                else:
+                    code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
             except TemplateProblem as exc:  # the user's template cannot be rendered
                 raise UsageError(str(exc)) from None
+            except ValueError as exc:  # the variants meet the loss differently
+                if isinstance(exc, SpecError) or not found:  # (a user's template's mistake: a diagnostic)
+                    raise
+                raise UsageError(f"{shown(source.name)}: {exc}") from None
             if out == "-":
                 sys.stdout.write(code)
             else:
                 write_text(Path(out), code)
-                print(f"wrote {shown(out)}: {summary.one_line(network)}")
+                print(f"wrote {shown(out)}: {line}")
         except OSError as exc:
             if exc.filename is None:  # an error naming no file is about the one being written
                 exc.filename = "<stdout>" if out == "-" else out
@@ -418,6 +480,8 @@ def cmd_build(args: argparse.Namespace, report: Report) -> int:
 
 def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: str) -> None:
     """Options that could not apply, refused before anything is read or written."""
+    from normdsl.emit_source import compares
+
     what = "a notebook" if suffix == ".ipynb" else "a Python module"
     if args.output and len(specs) > 1:
         raise UsageError("-o names one file; build several specs without it (each writes SPEC.py beside SPEC)")
@@ -426,10 +490,17 @@ def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: 
         raise UsageError(f"build {unnamed.name}: a spec not read from a file needs -o OUT (or -o - for stdout)")
     if args.output and args.output != "-" and Path(args.output).suffix != suffix:
         raise UsageError(f"{shown(args.output)}: the {args.template} template writes {what}; name it ...{suffix}")
-    if args.strategy != "default" and args.template_dir is None and args.template != "train":
-        raise UsageError(f"--strategy sets the default of the train template's script; {args.template} has none")
-    if args.verify and suffix != ".py":
-        raise UsageError(f"--verify builds a Python module with Keras; the {args.template} template writes {what}")
+    if args.strategy != "default" and args.template_dir is None and args.template not in ("train", "compare"):
+        raise UsageError(
+            f"--strategy sets the default of the train and compare templates' scripts; {args.template} has none"
+        )
+    if args.norm and len(args.norm) > 1 and not compares(args.template):
+        raise UsageError(
+            f"--norm takes one value for the {args.template} template; several are variants for --template compare"
+            " or compare-notebook"
+        )
+    if args.verify and (suffix != ".py" or compares(args.template)):
+        raise UsageError(f"--verify builds a model module with Keras; the {args.template} template writes {what}")
     if suffix == ".ipynb" and importlib.util.find_spec("nbformat") is None:
         raise UsageError('notebook templates need nbformat: pip install "normdsl[notebook]"')
 
@@ -647,21 +718,36 @@ def _parser() -> argparse.ArgumentParser:
         )
     command("explain", cmd_explain, "say what each normalization layer computes, for its shape")
     command("scale-report", cmd_scale_report, "show the scale in use and every width moved for group counts")
-    p = command("build", cmd_build, "write black-formatted Keras code for a spec")
+    p = command("build", cmd_build, "write black-formatted Keras code for a spec", model=False)
+    p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape")
+    p.add_argument(  # several values for the compare templates: their variants
+        "--norm",
+        nargs="+",
+        metavar="LAYERS",
+        help="replace the spec's norm placeholder, e.g. 'gn(32)'; several: the variants of --template compare",
+    )
+    p.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        metavar="BLOCK=LAYERS",
+        help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
+    )
+    _scaling_options(p)
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")
     template = p.add_argument(
         "--template",
         default="model",
         metavar="NAME",
-        help="model (default), train or notebook; or one of --template-dir",
+        help="model (default), train, notebook, compare or compare-notebook; or one of --template-dir",
     )
     _completes(template, _template_names)
     p.add_argument(
         "--strategy",
         choices=["default", "mirrored", "multiworker"],
         default="default",
-        help="the tf.distribute strategy the train template's script defaults to",
+        help="the tf.distribute strategy the train and compare templates' scripts default to",
     )
     p.add_argument("--template-dir", type=Path, metavar="DIR", help="a folder of your own NAME.py.j2 templates")
     p.add_argument(

@@ -9,6 +9,11 @@ before our folder, so its templates may import our macros and templates (or repl
 result is formatted with black and checked by :mod:`normdsl.safety`. A mistake in a user's template
 (syntax, an undefined name, a sandbox refusal, code black or the safety check refuses) is a
 :class:`BadTemplate`: a diagnostic at the template's line.
+
+A comparison template (named ``compare...``) renders several variants of one spec into one file
+(:func:`render_variants`): a build function per variant (``build_bn``, ``build_gn_16``), and the
+block functions of each variant that an earlier one does not define the same way (a block whose code
+differs gets another name through the program's Namespace).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -29,8 +34,9 @@ import markupsafe
 from normdsl import target_keras
 from normdsl._paths import data_dir
 from normdsl._version import __version__
-from normdsl.ast import Spec
+from normdsl.ast import IDENTIFIER, Spec
 from normdsl.check import check
+from normdsl.compare import Variant
 from normdsl.diagnostics import Diagnostic, RenderError, Span, SpecError, did_you_mean
 from normdsl.layers import Shape
 from normdsl.network import Network
@@ -70,6 +76,35 @@ class SourceModel:
     out_dir: PyCode  # where the script writes checkpoints by default
     train_title: SafeText
     notebook_title: SafeText
+    # for comparison templates (compare, compare-notebook): the variants, one for other templates
+    variants: tuple[VariantSource, ...]
+    failed: tuple[FailedVariant, ...]  # variants that are no valid model (the checker's first error)
+    spec_string: PyCode  # the spec's file name as a Python string (for the figure's title)
+    compare_dir: PyCode  # where the comparison writes its results by default
+    compare_title: SafeText
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSource:
+    """One variant of a comparison as the compare templates print it."""
+
+    label: SafeText  # the variant as given (its --norm text, or the model's name)
+    string: PyCode  # the same text (through safe_text) as a Python string: for tables, legends, files
+    function: PyCode  # its build function: build_bn, build_gn_16
+    functions: tuple[Function, ...]  # its block functions that no earlier variant defines the same way
+    body: tuple[Statement, ...]
+    output: PyCode
+    totals: SafeText
+
+
+@dataclass(frozen=True, slots=True)
+class FailedVariant:
+    """A variant that is no valid model: reported by the generated code, never built."""
+
+    label: SafeText
+    string: PyCode
+    problem: SafeText  # the checker's first error
+    reason: PyCode  # the same, as a Python string
 
 
 def render(
@@ -89,7 +124,31 @@ def render(
         return _render(network, template, strategy, template_dir)
 
 
-def _render(network: Network, template: str, strategy: str, template_dir: Path | None) -> str:
+def render_variants(
+    found: Sequence[Variant],
+    template: str = "compare",
+    *,
+    strategy: str = "default",
+    template_dir: Path | None = None,
+) -> str:
+    """One file for several variants of a spec (``compare.variants``), with a comparison template:
+    a build function per valid variant; the invalid ones are named with their first problem. The
+    valid variants must meet a classification loss the same way (the same head)."""
+    valid = [v.network for v in found if v.network is not None]
+    if not valid:
+        raise ValueError("no variant is a valid model")
+    with paused_gc():
+        return _render(valid[0], template, strategy, template_dir, found)
+
+
+def compares(template: str) -> bool:
+    """Whether a template renders several variants (``compare``, ``compare-notebook``: named compare...)."""
+    return template.startswith("compare")
+
+
+def _render(
+    network: Network, template: str, strategy: str, template_dir: Path | None, found: Sequence[Variant] = ()
+) -> str:
     suffix = template_suffix(template, template_dir)
     user = _folders(template_dir)[:-1]  # the user's folder, searched first
     loaded = _load(f"{template}{suffix}.j2", template_dir)
@@ -97,7 +156,7 @@ def _render(network: Network, template: str, strategy: str, template_dir: Path |
         reserved, failed = _names(loaded) | MODULES, None
     except Exception as exc:  # a mistake in the template: said below, in the words of the user's network
         reserved, failed = frozenset(MODULES), exc
-    model = _fields(source_model(network, strategy=strategy, reserved=reserved))
+    model = _fields(source_model(network, strategy=strategy, reserved=reserved, variants=found))
     try:
         text = loaded.render(network=network, **model)
         if failed is not None:  # (it fails only for the tiny network: its names are unknown)
@@ -108,10 +167,11 @@ def _render(network: Network, template: str, strategy: str, template_dir: Path |
     # nothing); a user's template is formatted by black.
     file = str(loaded.filename)
     own = template_dir is None
+    plugins = _plugins(network).union(*(_plugins(v.network) for v in found if v.network is not None))
     if suffix == ".ipynb":
-        return _notebook(text, file, own=own, plugins=_plugins(network))
+        return _notebook(text, file, own=own, plugins=plugins)
     code = text if own else _black(text, file)
-    _safety_check(code, file, own=own, module=True, plugins=_plugins(network))
+    _safety_check(code, file, own=own, module=True, plugins=plugins)
     return code
 
 
@@ -362,14 +422,33 @@ def _fields(model: SourceModel) -> dict[str, object]:
     return {f.name: getattr(model, f.name) for f in fields(model)}
 
 
-def source_model(network: Network, *, strategy: str = "default", reserved: frozenset[str] = frozenset()) -> SourceModel:
+def source_model(
+    network: Network,
+    *,
+    strategy: str = "default",
+    reserved: frozenset[str] = frozenset(),
+    variants: Sequence[Variant] = (),
+) -> SourceModel:
     """What a template receives; ``reserved``: the names of the template it is for, which no spec
-    identifier takes (:func:`template_names`)."""
+    identifier takes (:func:`template_names`); ``variants``: the variants a comparison template
+    trains (by default ``network`` alone)."""
     spec_file = Path(network.filename).name
-    structure = target_keras.render(program(network, reserved=reserved))
+    found = variants or [Variant(network.name, network.filename, network.source, None, network, None)]
+    labels = _labels(found)
+    sources = _variant_sources(found, labels, reserved)
+    structure = sources[0]  # the first valid variant is network, whose functions are all written
     head = classification_head(network)
     if not network.name.isidentifier() or strategy not in STRATEGIES:
         raise ValueError(f"model name {network.name!r} or strategy {strategy!r} cannot be used in code")
+    for other in (v.network for v in found if v.network is not None):
+        theirs = classification_head(other)
+        if (theirs.kind, theirs.classes, len(other.output_shape)) != (
+            head.kind,
+            head.classes,
+            len(network.output_shape),
+        ):
+            raise ValueError(f"the variants meet the loss differently: {head.note} / {theirs.note}")
+    networks = [v.network for v in found if v.network is not None]
     return SourceModel(
         marker=PyCode(MARKER),
         spec_file=safe_text(spec_file),
@@ -378,7 +457,7 @@ def source_model(network: Network, *, strategy: str = "default", reserved: froze
         totals=safe_text(totals_line(network)),
         input_note=safe_text(input_note(network)),
         input_shape=PyCode(repr(tuple(int(n) for n in network.input_shape))),
-        imports=target_keras.imports(_plugins(network)),
+        imports=target_keras.imports(frozenset().union(*map(_plugins, networks))),
         name=PyCode(literal(network.name)),
         functions=structure.functions,
         body=structure.body,
@@ -389,14 +468,97 @@ def source_model(network: Network, *, strategy: str = "default", reserved: froze
         classes=head.classes,
         loss=PyCode(head.loss),
         output_rank=len(network.output_shape),
-        sync_bn=any(dict(layer.kwargs).get("synchronized") is True for layer in network.layers),
+        sync_bn=any(dict(layer.kwargs).get("synchronized") is True for net in networks for layer in net.layers),
         strategy=PyCode(literal(strategy)),
         out_dir=PyCode(literal(f"runs/{network.name}")),
         train_title=safe_text(
             f"Trains the Keras model {network.name!r} of {spec_file}; generated by normdsl {__version__}."
         ),
         notebook_title=safe_text(f"Training {network.name} (from {spec_file})"),
+        variants=sources,
+        failed=tuple(_failed(v, label) for v, label in zip(found, labels, strict=True) if v.error is not None),
+        spec_string=_string(spec_file),
+        compare_dir=PyCode(literal(f"runs/{network.name}-compare")),
+        compare_title=safe_text(
+            f"Trains the variants of {spec_file} ({', '.join(labels)}) under the same conditions; "
+            f"generated by normdsl {__version__}."
+        ),
     )
+
+
+def _labels(found: Sequence[Variant]) -> list[str]:
+    """Each variant's name (its --norm text, or the model's name), numbered when it comes again: bn, bn #2."""
+    out: list[str] = []
+    for variant in found:
+        label = variant.name or (variant.network.name if variant.network is not None else Path(variant.filename).stem)
+        n = 1
+        while (f"{label} #{n}" if n > 1 else label) in out:
+            n += 1
+        out.append(f"{label} #{n}" if n > 1 else label)
+    return out
+
+
+def _string(text: str) -> PyCode:
+    """Text (spec text too) as a Python string: made inert by safe_text, then written as a literal."""
+    return PyCode(literal(str(safe_text(text))))
+
+
+def _failed(variant: Variant, label: str) -> FailedVariant:
+    assert variant.error is not None
+    errors = variant.error.errors
+    problem = errors[0].message if errors else "not a valid model"
+    return FailedVariant(safe_text(label), _string(label), safe_text(problem), _string(problem))
+
+
+def _variant_sources(
+    found: Sequence[Variant], labels: Sequence[str], reserved: frozenset[str]
+) -> tuple[VariantSource, ...]:
+    """The valid variants' code: a build function each, named after the variant, and their block
+    functions. A variant's block function that an earlier variant defines the same way is written
+    once; one defined differently takes another name (the names in conflict are reserved for the
+    variant's program, until none is left: each round reserves at least one more defined name)."""
+    valid = [(v, label) for v, label in zip(found, labels, strict=True) if v.network is not None]
+    names = _function_names([label for _, label in valid], reserved)
+    reserved = reserved | frozenset(names)
+    defined: dict[str, Function] = {}
+    out = []
+    for (variant, label), name in zip(valid, names, strict=True):
+        assert variant.network is not None
+        taken: frozenset[str] = frozenset()
+        while True:
+            structure = target_keras.render(program(variant.network, reserved=reserved | taken))
+            clashes = {f.name for f in structure.functions if defined.get(f.name, f) != f}
+            if not clashes:
+                break
+            taken |= clashes
+        new = tuple(f for f in structure.functions if f.name not in defined)
+        defined.update((f.name, f) for f in new)
+        totals = safe_text(totals_line(variant.network))
+        out.append(
+            VariantSource(safe_text(label), _string(label), PyCode(name), new, structure.body, structure.output, totals)
+        )
+    return tuple(out)
+
+
+def _function_names(labels: Sequence[str], reserved: frozenset[str]) -> list[str]:
+    """``build_bn``, ``build_gn_16``: a build function's name per variant, from the ASCII letters and
+    digits of its label (at most 40), numbered when two are alike (``build_bn_2``), and with ``_``
+    appended while the template's code uses the name."""
+    taken: set[str] = set()
+    out = []
+    for label in labels:
+        base = "build_" + (re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40].rstrip("_") or "variant")
+        name, n = base, 1
+        while name in taken or name in reserved:
+            if name in taken:
+                n += 1
+                name = f"{base}_{n}"
+            else:
+                name += "_"
+        assert IDENTIFIER.fullmatch(name)
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 STRATEGIES = ("default", "mirrored", "multiworker")

@@ -19,7 +19,9 @@ from normdsl.layers import KINDS, MERGES
 
 IMPORTS = {  # (module, name, as): `import numpy as np` is ("numpy", None, "np")
     ("argparse", None, None),
+    ("csv", None, None),
     ("json", None, None),
+    ("time", None, None),
     ("warnings", None, None),
     ("numpy", None, "np"),
     ("tensorflow", None, "tf"),
@@ -28,7 +30,7 @@ IMPORTS = {  # (module, name, as): `import numpy as np` is ("numpy", None, "np")
     ("tensorflow", "keras", None),
     ("tensorflow.keras", "layers", None),
 }
-MODULES = {"argparse", "json", "warnings", "np", "tf", "plt", "Path", "keras", "layers"}
+MODULES = {"argparse", "csv", "json", "time", "warnings", "np", "tf", "plt", "Path", "keras", "layers"}
 
 LAYER_CLASSES = {kind.keras_class for kind in KINDS.values()} | {
     kind.with_args.keras_class for kind in KINDS.values() if kind.with_args is not None
@@ -38,16 +40,25 @@ LAYER_CLASSES |= {kind.keras_class for kind in MERGES.values()} | {"Rescaling", 
 CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
     "Path",
     "argparse.ArgumentParser",
+    "csv.DictWriter",
     "json.dumps",
+    "time.perf_counter",
     "warnings.warn",
     "keras.Input",
     "keras.Model",
+    "keras.callbacks.LambdaCallback",
     "keras.callbacks.ModelCheckpoint",
+    "keras.callbacks.TerminateOnNaN",
     "keras.losses.SparseCategoricalCrossentropy",
     "keras.optimizers.Adam",
+    "keras.backend.clear_session",
     "keras.utils.image_dataset_from_directory",
+    "keras.utils.set_random_seed",
+    "np.isfinite",
     "np.random.default_rng",
     "tf.config.LogicalDeviceConfiguration",
+    "tf.config.experimental.get_memory_info",
+    "tf.config.experimental.reset_memory_stats",
     "tf.config.list_logical_devices",
     "tf.config.list_physical_devices",
     "tf.config.set_logical_device_configuration",
@@ -59,30 +70,54 @@ CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
     "plt.xlabel",
     "plt.legend",
     "plt.show",
+    "plt.subplots",
+    "plt.close",
 }
 VALUES = {"tf.data.AUTOTUNE"}  # library attributes read without a call
-METHODS = {  # methods called on the code's own values (models, data sets, arrays, parsers, paths)
+METHODS = {  # methods called on the code's own values (models, data sets, arrays, parsers, paths, figures)
     "add_argument",
+    "append",
     "astype",
     "batch",
+    "cardinality",
     "compile",
+    "count_params",
     "evaluate",
     "fit",
+    "get",
+    "get_weights",
     "integers",
     "items",
+    "join",
+    "legend",
     "map",
     "mkdir",
     "normal",
+    "open",
     "parse_args",
+    "plot",
+    "pop",
     "prefetch",
     "reshape",
+    "savefig",
     "scope",
+    "set_title",
+    "set_weights",
+    "set_xlabel",
+    "set_xscale",
+    "set_xticks",
+    "set_ylabel",
     "shuffle",
     "splitlines",
     "summary",
+    "suptitle",
+    "tight_layout",
     "write_text",
+    "writeheader",
+    "writerows",
 }
 BUILTINS = {"range", "print", "len", "int", "float", "str", "dict", "list", "tuple", "max", "min", "sum", "zip"}
+BUILTINS |= {"bool", "enumerate", "sorted"}
 BUILTINS |= {"SystemExit"}
 DUNDERS = {"__name__", "__doc__"}
 _BUILTIN_NAMES = frozenset(dir(builtins)) - {"_"} - DUNDERS  # (an interactive session binds _ there too)

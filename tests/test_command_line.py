@@ -269,7 +269,13 @@ def test_completion_offers_options_and_spec_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("")
     assert complete("normdsl build --templ", tmp_path) == ["--template", "--template-dir"]
     assert complete("normdsl check m", tmp_path) == ["model.nd"]
-    assert complete("normdsl build m.nd --template ", tmp_path) == ["model", "notebook", "train"]
+    assert complete("normdsl build m.nd --template ", tmp_path) == [
+        "compare",
+        "compare-notebook",
+        "model",
+        "notebook",
+        "train",
+    ]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])

@@ -52,7 +52,9 @@ def arguments(argv=None):
         help="split the CPU into this many devices",
     )
     parser.add_argument(
-        "--samples", type=int, default=256, help="synthetic data: how many images"
+        "--samples",
+        type=int,
+        help="synthetic data: how many images (default 256, at least 10 per replica)",
     )
     return parser.parse_args(argv)
 
@@ -145,6 +147,19 @@ def folder_data(folder, seed=0):
     return train, validation, num_classes
 
 
+def batch_for(data, batch, replicas):
+    """The batch size for `data`: `batch`, or all of it when it holds fewer samples (rounded down to
+    a multiple of the replicas, which split every batch evenly)."""
+    size = int(data.cardinality())
+    if size < 0:  # unknown
+        return batch
+    if size < replicas:
+        raise SystemExit(
+            f"{size} samples cannot be split across {replicas} replicas: give more data"
+        )
+    return min(batch, size - size % replicas)
+
+
 def main(argv=None):
     args = arguments(argv)
 
@@ -158,15 +173,19 @@ def main(argv=None):
     if args.data:
         train, validation, num_classes = folder_data(args.data)
     else:
-        train, validation, num_classes = synthetic_data(args.samples, NUM_CLASSES)
-    # Across replicas every step needs a full global batch: uneven last batches are dropped.
+        samples = args.samples or max(256, 10 * replicas)
+        train, validation, num_classes = synthetic_data(samples, NUM_CLASSES)
+    # Across replicas every step needs a full global batch: uneven last batches are dropped, and a
+    # data set smaller than one global batch is one batch of its size (see batch_for).
     even = replicas > 1
     train = (
         train.shuffle(1024, seed=0)
-        .batch(global_batch, drop_remainder=even)
+        .batch(batch_for(train, global_batch, replicas), drop_remainder=even)
         .prefetch(tf.data.AUTOTUNE)
     )
-    validation = validation.batch(global_batch, drop_remainder=even)
+    validation = validation.batch(
+        batch_for(validation, global_batch, replicas), drop_remainder=even
+    )
 
     with strategy.scope():
         model = classifier(num_classes)
