@@ -39,6 +39,9 @@ VOCABULARY = [
     *KINDS, "conv64", "dense10", "gn16", "input(", "let", "norm", "res(", "cat(", "shortcut", "(", ")", "*", "=", ",",
     "{", "}", "{f}", "{4*f}", "f", "3", "-1", "0", "1e-5", "0.5", "k", "s", "pad", "same", "act", "true", '"x"',
     "(1, 7)", "#", "\n", " ", "bnn", "x3", "//", "+", "-",
+    # language v3 and scaling: modules, merges, arithmetic, scales
+    "use", "std/se", "std/nope", '"cases/errors/recursion.nd"', "gate(", "first=body", "id", "plus(3.0)", "times(",
+    "scaling(", "scaling b1(", "width=0.5", "depth=2", "w(", "d(", "{w(32)}", "{d(3)}", "max(", "se", "se(r=2)",
 ]  # fmt: skip
 EXAMPLE_TEXTS = [p.read_text() for p in EXAMPLES]
 
