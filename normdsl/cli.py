@@ -186,6 +186,25 @@ def _shape(text: str) -> Shape:
     return shape
 
 
+def _model_options(p: argparse.ArgumentParser, *, several_norms: bool = False, several_scales: bool = False) -> None:
+    """--input, --norm, --set and the scaling options: what changes the model, for the commands that check it
+    (compare and the compare templates take several norms, compare several scales: their variants)."""
+    p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape")
+    if several_norms:
+        help = "replace the spec's norm placeholder; several: the variants, e.g. bn ln in 'gn(16)'"
+        p.add_argument("--norm", nargs="+", metavar="LAYERS", help=help)
+    else:
+        p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder, e.g. 'gn(32)'")
+    p.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        metavar="BLOCK=LAYERS",
+        help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
+    )
+    _scaling_options(p, many=several_scales)
+
+
 def _scaling_options(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     """--scale NAME, --width X, --depth X: which of the spec's scales, or multipliers of its own."""
     if many:
@@ -672,17 +691,8 @@ def _parser() -> argparse.ArgumentParser:
         specs = p.add_argument("specs", nargs="*", metavar="SPEC", help="a spec file, or - for standard input")
         _completes(specs, _spec_files)
         p.add_argument("-e", "--expr", action="append", metavar="TEXT", help="a spec given as text (repeatable)")
-        if model:  # options that change the model, for the commands that check it
-            p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape")
-            p.add_argument("--norm", metavar="LAYER", help="replace the spec's norm placeholder, e.g. 'gn(32)'")
-            p.add_argument(
-                "--set",
-                type=_assignment,
-                action="append",
-                metavar="BLOCK=LAYERS",
-                help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
-            )
-            _scaling_options(p)
+        if model:
+            _model_options(p)
         p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
         p.set_defaults(run=run, many=many)
         return p
@@ -704,13 +714,8 @@ def _parser() -> argparse.ArgumentParser:
         help="show blocks nested N deep or more as one row each (torchinfo's depth)",
     )
     p = command("compare", cmd_compare, "compare normalization variants of specs side by side", model=False)
-    p.add_argument("--norm", nargs="+", metavar="LAYERS", help="the variants' normalizations, e.g. bn ln in 'gn(16)'")
-    p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the specs' input shape")
-    p.add_argument(
-        "--set", type=_assignment, action="append", metavar="BLOCK=LAYERS", help="replace a block in every variant"
-    )
+    _model_options(p, several_norms=True, several_scales=True)
     p.add_argument("--layers", action="store_true", help="one row per normalization site that differs between variants")
-    _scaling_options(p, many=True)
     output = p.add_mutually_exclusive_group()
     for fmt in ("json", "csv", "markdown"):
         output.add_argument(
@@ -719,21 +724,7 @@ def _parser() -> argparse.ArgumentParser:
     command("explain", cmd_explain, "say what each normalization layer computes, for its shape")
     command("scale-report", cmd_scale_report, "show the scale in use and every width moved for group counts")
     p = command("build", cmd_build, "write black-formatted Keras code for a spec", model=False)
-    p.add_argument("--input", type=_shape, metavar="H,W,C", help="override the spec's input shape")
-    p.add_argument(  # several values for the compare templates: their variants
-        "--norm",
-        nargs="+",
-        metavar="LAYERS",
-        help="replace the spec's norm placeholder, e.g. 'gn(32)'; several: the variants of --template compare",
-    )
-    p.add_argument(
-        "--set",
-        type=_assignment,
-        action="append",
-        metavar="BLOCK=LAYERS",
-        help="replace a block without parameters everywhere, e.g. 'stem=conv32(k=7, s=2) relu' (repeatable)",
-    )
-    _scaling_options(p)
+    _model_options(p, several_norms=True)  # several: the variants of the compare templates
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not generate it")
     template = p.add_argument(
