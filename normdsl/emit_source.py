@@ -116,10 +116,27 @@ def render(
     replace: Mapping[str, str] | None = None,
     strategy: str = "default",
     template_dir: Path | None = None,
+    scale: str | None = None,
+    width: float | None = None,
+    depth: float | None = None,
+    round_for_groups: bool = False,
 ) -> str:
     """The generated file for a spec: a black-formatted module (NAME.py.j2 templates) or a
-    validated Jupyter notebook (NAME.ipynb.j2 templates, cells separated by ``# %%`` lines)."""
-    network = spec if isinstance(spec, Network) else check(spec, input_shape=input_shape, norm=norm, replace=replace)
+    validated Jupyter notebook (NAME.ipynb.j2 templates, cells separated by ``# %%`` lines); for a
+    spec or its text, the model options are check()'s."""
+    if isinstance(spec, Network):
+        network = spec
+    else:
+        network = check(
+            spec,
+            input_shape=input_shape,
+            norm=norm,
+            replace=replace,
+            scale=scale,
+            width=width,
+            depth=depth,
+            round_for_groups=round_for_groups,
+        )
     with paused_gc():  # many small objects, no cycles: a collector pass over a big heap (TensorFlow's) is wasted
         return _render(network, template, strategy, template_dir)
 

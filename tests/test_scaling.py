@@ -303,3 +303,8 @@ def test_efficientnet_b0_and_b1_are_the_same_function(efficientnets: dict[str, A
 def test_build_model_takes_the_scale_options(mobilenets: dict[float, Any]) -> None:
     model = normdsl.build_model(MOBILENET_V2.read_text(), width=0.5)
     assert weighted(model) == weighted(mobilenets[0.5])
+
+
+def test_render_takes_the_scale_options() -> None:
+    code = normdsl.render(SCALED, scale="big")
+    assert "x = stage(inputs, 32, 4)" in code and "input_shape=(64, 64, 3)" in code
