@@ -17,9 +17,21 @@ def _scale(shapes: tuple[Shape, ...], config: object) -> Figures:
 
 KINDS = [
     # a kind backed by a Keras layer: Activation("hard_swish")
-    LayerKind("hswish", "Activation", _same, "hard swish: x · relu6(x + 3) / 6", fixed=((None, "hard_swish"),),
-              params=(Param("name", "name", "name"),)),
+    LayerKind(
+        "hswish",
+        "Activation",
+        _same,
+        "hard swish: x · relu6(x + 3) / 6",
+        fixed=((None, "hard_swish"),),
+        params=(Param("name", "name", "name"),),
+    ),
     # a kind backed by the plugin's own Keras layer class
-    LayerKind("scale", "Scale", _scale, "a learned factor per channel", module="normdsl_test_plugin.layers",
-              params=(Param("init", "init", "float", 1.0), Param("name", "name", "name"))),
+    LayerKind(
+        "scale",
+        "Scale",
+        _scale,
+        "a learned factor per channel",
+        module="normdsl_test_plugin.layers",
+        params=(Param("init", "init", "float", 1.0), Param("name", "name", "name")),
+    ),
 ]
