@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import assert_never
+from typing import TypedDict, assert_never
 
 from normdsl import modules, plugins, scaling
 from normdsl.ast import BinOp, BlockDef, Call, Concat, Layer, Node, Ref, Repeat, Residual, ScaleDecl, Spec, Value, Word
@@ -78,6 +78,19 @@ def check(
             raise SpecError(
                 [Diagnostic("error", message, _whole(spec), "flatten it")], spec.source, spec.filename
             ) from None
+
+
+class Options(TypedDict, total=False):
+    """check()'s options, which render() and build_model() pass on for a spec or its text."""
+
+    input_shape: Shape | None
+    norm: str | None
+    replace: Mapping[str, str] | None
+    limits: Limits
+    scale: str | None
+    width: float | None
+    depth: float | None
+    round_for_groups: bool
 
 
 def _input_shape(shape: object, limits: Limits) -> Shape:

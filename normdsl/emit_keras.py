@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from normdsl.ast import Spec
-from normdsl.check import check, snake_case
-from normdsl.layers import KINDS, Shape
+from normdsl.check import Options, check, snake_case
+from normdsl.layers import KINDS
 from normdsl.network import NetLayer, Network
 from normdsl.target_keras import make_layer
 
@@ -31,32 +30,10 @@ def keras_module() -> Any:
     return keras
 
 
-def build_model(
-    spec: Spec | Network | str,
-    *,
-    input_shape: Shape | None = None,
-    norm: str | None = None,
-    replace: Mapping[str, str] | None = None,
-    scale: str | None = None,
-    width: float | None = None,
-    depth: float | None = None,
-    round_for_groups: bool = False,
-) -> keras.Model:
+def build_model(spec: Spec | Network | str, **options: Unpack[Options]) -> keras.Model:
     """Build the checked network as a functional ``keras.Model``, layer for layer as the generated code
-    does; for a spec or its text, the options are check()'s."""
-    if isinstance(spec, Network):
-        return build(spec)[0]
-    network = check(
-        spec,
-        input_shape=input_shape,
-        norm=norm,
-        replace=replace,
-        scale=scale,
-        width=width,
-        depth=depth,
-        round_for_groups=round_for_groups,
-    )
-    return build(network)[0]
+    does; for a spec or its text, ``options`` are check()'s."""
+    return build(spec if isinstance(spec, Network) else check(spec, **options))[0]
 
 
 def build(network: Network) -> tuple[Any, list[Any]]:

@@ -23,9 +23,10 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Unpack
 
 import jinja2
 import jinja2.sandbox
@@ -35,10 +36,9 @@ from normdsl import target_keras
 from normdsl._paths import data_dir
 from normdsl._version import __version__
 from normdsl.ast import IDENTIFIER, Spec
-from normdsl.check import check
+from normdsl.check import Options, check
 from normdsl.compare import Variant
 from normdsl.diagnostics import Diagnostic, RenderError, Span, SpecError, did_you_mean
-from normdsl.layers import Shape
 from normdsl.network import Network
 from normdsl.program import program
 from normdsl.pysource import LINE_LENGTH, Function, PyCode, SafeText, Statement, literal, safe_text
@@ -111,32 +111,14 @@ def render(
     spec: Spec | Network | str,
     template: str = "model",
     *,
-    input_shape: Shape | None = None,
-    norm: str | None = None,
-    replace: Mapping[str, str] | None = None,
     strategy: str = "default",
     template_dir: Path | None = None,
-    scale: str | None = None,
-    width: float | None = None,
-    depth: float | None = None,
-    round_for_groups: bool = False,
+    **options: Unpack[Options],
 ) -> str:
     """The generated file for a spec: a black-formatted module (NAME.py.j2 templates) or a
     validated Jupyter notebook (NAME.ipynb.j2 templates, cells separated by ``# %%`` lines); for a
-    spec or its text, the model options are check()'s."""
-    if isinstance(spec, Network):
-        network = spec
-    else:
-        network = check(
-            spec,
-            input_shape=input_shape,
-            norm=norm,
-            replace=replace,
-            scale=scale,
-            width=width,
-            depth=depth,
-            round_for_groups=round_for_groups,
-        )
+    spec or its text, ``options`` are check()'s."""
+    network = spec if isinstance(spec, Network) else check(spec, **options)
     with paused_gc():  # many small objects, no cycles: a collector pass over a big heap (TensorFlow's) is wasted
         return _render(network, template, strategy, template_dir)
 
