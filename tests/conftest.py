@@ -51,6 +51,22 @@ def keras_rows(model_or_layers: Any) -> list[tuple[str, tuple[int, ...], int, in
     return rows
 
 
+def readme_sessions(marker: str) -> list[tuple[list[str], str]]:
+    """The ``$ normdsl ...`` commands shown between ``<!-- MARKER`` and ``<!-- /MARKER -->`` in the README,
+    each as its arguments (after ``normdsl``) and the output shown under it."""
+    import shlex
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split(f"<!-- {marker}", 1)[1].split("\n", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    sessions: list[tuple[list[str], list[str]]] = []
+    for line in (line[4:] for line in block.splitlines() if line.startswith("    ") or line == ""):
+        if line.startswith("$ normdsl "):
+            sessions.append((shlex.split(line)[2:], []))
+        elif sessions:
+            sessions[-1][1].append(line)
+    return [(args, "\n".join(shown).rstrip("\n")) for args, shown in sessions]
+
+
 def built_rows(network: Any) -> list[tuple[str, tuple[int, ...], int, int]]:
     """What Keras computes for each layer of a directly built network, in the checker's order."""
     from normdsl.emit_keras import build

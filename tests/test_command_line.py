@@ -308,23 +308,24 @@ def test_no_color_wins_over_force_color(tmp_path: Path) -> None:
 
 def test_diagnostics_on_a_terminal_are_coloured(tmp_path: Path) -> None:
     (tmp_path / "m.nd").write_text(BAD)
+    code, received = on_a_terminal(["check", "m.nd"], tmp_path, "stderr")
+    assert code == 1 and b"\x1b[1;31merror:\x1b[0m" in received
+
+
+def on_a_terminal(args: list[str], cwd: Path, stream: str) -> tuple[int, bytes]:
+    """Run normdsl with ``stream`` (stdout or stderr) on a pseudo-terminal, the other to /dev/null:
+    the exit status and what the terminal received."""
     leader, follower = pty.openpty()
     try:
-        process = subprocess.Popen(
-            [str(SCRIPT), "check", "m.nd"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=follower,
-            env=environment(TERM="xterm"),
-        )
+        streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
+        process = subprocess.Popen([str(SCRIPT), *args], cwd=cwd, env=environment(TERM="xterm"), **streams)
         os.close(follower)
         received = b""
         while chunk := _read(leader):
             received += chunk
-        assert process.wait(timeout=60) == 1
+        return process.wait(timeout=60), received
     finally:
         os.close(leader)
-    assert b"\x1b[1;31merror:\x1b[0m" in received
 
 
 def _read(fd: int) -> bytes:
@@ -391,18 +392,8 @@ def test_a_checking_error_in_norm_is_shown_in_the_norm_text(tmp_path: Path, norm
 
 def test_the_summary_on_a_terminal_is_styled_and_only_its_style_differs(tmp_path: Path) -> None:
     (tmp_path / "m.nd").write_text(SPEC)
-    leader, follower = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [str(SCRIPT), "summary", "m.nd"], cwd=tmp_path, stdout=follower, env=environment(TERM="xterm")
-        )
-        os.close(follower)
-        received = b""
-        while chunk := _read(leader):
-            received += chunk
-        assert process.wait(timeout=60) == 0
-    finally:
-        os.close(leader)
+    code, received = on_a_terminal(["summary", "m.nd"], tmp_path, "stdout")
+    assert code == 0
     styled = received.decode().replace("\r\n", "\n")
     plain = subprocess.run(
         [str(SCRIPT), "summary", "m.nd"], cwd=tmp_path, capture_output=True, text=True, env=environment(), timeout=60

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import readme_sessions
 from markdown_it import MarkdownIt
 
 import normdsl
@@ -141,16 +141,7 @@ def test_compare_and_explain_need_no_tensorflow() -> None:
 
 
 def test_the_readmes_compare_examples_are_real_output() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- compare-example", 1)[1].split("\n", 1)[1].split("<!-- /compare-example -->", 1)[0]
-    shown = [line[4:] for line in block.splitlines() if line.startswith("    ") or line == ""]
-    commands: list[tuple[str, list[str]]] = []
-    for line in shown:
-        if line.startswith("$ normdsl "):
-            commands.append((line, []))
-        elif commands:
-            commands[-1][1].append(line)
-    assert len(commands) == 3
-    for command, output in commands:
-        result = run(*shlex.split(command)[2:])  # after "$ normdsl"
-        assert result.stdout.rstrip("\n") == "\n".join(output).rstrip("\n"), command
+    sessions = readme_sessions("compare-example")
+    assert len(sessions) == 3
+    for args, shown in sessions:
+        assert run(*args).stdout.rstrip("\n") == shown, args

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import keras_rows
+from conftest import keras_rows, readme_sessions
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -233,25 +232,18 @@ def test_the_scale_report_says_which_widths_moved_and_why() -> None:
 
 
 def test_the_readmes_scaling_examples_are_real_output() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- scale-example", 1)[1].split("\n", 1)[1].split("<!-- /scale-example -->", 1)[0]
-    commands: list[tuple[str, list[str]]] = []
-    for line in (line[4:] for line in block.splitlines() if line.startswith("    ") or line == ""):
-        if line.startswith("$ normdsl "):
-            commands.append((line, []))
-        elif commands:
-            commands[-1][1].append(line)
-    assert len(commands) == 2
-    for command, shown in commands:
+    sessions = readme_sessions("scale-example")
+    assert len(sessions) == 2
+    for args, shown in sessions:
         result = subprocess.run(
-            [sys.executable, "-m", "normdsl", *shlex.split(command)[2:]],
+            [sys.executable, "-m", "normdsl", *args],
             capture_output=True,
             text=True,
             cwd=ROOT,
             timeout=60,
             check=False,
         )
-        assert (result.stdout + result.stderr).rstrip("\n") == "\n".join(shown).rstrip("\n"), command
+        assert (result.stdout + result.stderr).rstrip("\n") == shown, args
 
 
 # ---- EfficientNet's compound scaling -------------------------------------------------------------
