@@ -654,10 +654,23 @@ _WHOLE_SPEC = re.compile(r"^[ \t]*" + _PRAGMA.pattern, re.MULTILINE)
 def _allowed(source: str, span: Span, what: str) -> bool:
     """Whether the pragma ``# normdsl: allow(what)`` ends the line at ``span``, or stands on a line
     of its own (then it holds for the whole text)."""
-    lines = source.split("\n", span.line)
-    found = [_PRAGMA.search(lines[span.line - 1]) if span.line <= len(lines) else None]
-    found += _WHOLE_SPEC.finditer(source)
-    return any(f is not None and what in (w.strip() for w in f[1].split(",")) for f in found)
+    per_line, whole = _pragmas(source)
+    return what in whole or what in per_line.get(span.line, ())
+
+
+@functools.lru_cache(maxsize=8)
+def _pragmas(source: str) -> tuple[dict[int, frozenset[str]], frozenset[str]]:
+    """A text's pragmas, read once per text (not once per warned layer): what each line allows, and
+    what lines of their own allow for the whole text."""
+    per_line: dict[int, frozenset[str]] = {}
+    whole: set[str] = set()
+    for number, line in enumerate(source.split("\n"), 1):
+        if (found := _PRAGMA.search(line)) is not None:
+            allowed = frozenset(w.strip() for w in found[1].split(","))
+            per_line[number] = allowed
+            if _WHOLE_SPEC.match(line):
+                whole |= allowed
+    return per_line, frozenset(whole)
 
 
 def _parameter_calls(node: Node) -> list[Call]:
