@@ -24,7 +24,7 @@ from normdsl.layers import KINDS, Shape
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.network import NORM, NetLayer, Network
 from normdsl.parser import parse
-from normdsl.summary import BYTES_PER_VALUE, _size, batch_shape
+from normdsl.summary import BYTES_PER_VALUE, batch_shape, memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def _cell(key: str, value: object) -> str:
     if value is None:
         return "—"
     if key == "activation_bytes" and isinstance(value, int):
-        return _size(value)
+        return memory(value)
     if key == "output" and isinstance(value, list):
         return batch_shape(tuple(value))
     if key == "batch_dependent":

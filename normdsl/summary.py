@@ -42,7 +42,8 @@ def batch_shape(shape: Shape) -> str:
     return "(None, " + ", ".join(map(str, shape)) + ")"
 
 
-def _size(n_bytes: float) -> str:
+def memory(n_bytes: float) -> str:
+    """Bytes as Keras prints them: 27.57 KB."""
     for unit in ("B", "KB", "MB", "GB"):
         if n_bytes < 1024 or unit == "GB":
             return f"{n_bytes:.2f} {unit}"
@@ -217,7 +218,7 @@ def _table(network: Network, depth: int | None) -> _Table:
         ("Output Shape", True, lambda r: batch_shape(r.output_shape)),
         ("Param #", False, lambda r: f"{r.params:,}"),
         ("MACs", False, lambda r: f"{r.macs:,}"),
-        ("Act. memory", False, lambda r: _size(r.activations * BYTES_PER_VALUE)),
+        ("Act. memory", False, lambda r: memory(r.activations * BYTES_PER_VALUE)),
         *([("Connected to", True, connected)] if branching else []),
     ]
     activations = sum(layer.activations for layer in network.layers)
@@ -227,11 +228,11 @@ def _table(network: Network, depth: int | None) -> _Table:
         left=tuple(left for _, left, _ in columns),
         cells=[tuple(cell(row) for _, _, cell in columns) for row in found],
         totals=[
-            f"Total params: {network.params:,} ({_size(network.params * BYTES_PER_VALUE)})",
-            f"Trainable params: {network.trainable:,} ({_size(network.trainable * BYTES_PER_VALUE)})",
-            f"Non-trainable params: {network.non_trainable:,} ({_size(network.non_trainable * BYTES_PER_VALUE)})",
+            f"Total params: {network.params:,} ({memory(network.params * BYTES_PER_VALUE)})",
+            f"Trainable params: {network.trainable:,} ({memory(network.trainable * BYTES_PER_VALUE)})",
+            f"Non-trainable params: {network.non_trainable:,} ({memory(network.non_trainable * BYTES_PER_VALUE)})",
             f"MACs per sample: {network.macs:,} (FLOPs: {2 * network.macs:,})",
-            f"Activation memory per sample: {_size(activations * BYTES_PER_VALUE)} (float32)",
+            f"Activation memory per sample: {memory(activations * BYTES_PER_VALUE)} (float32)",
         ],
     )
 
