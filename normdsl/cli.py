@@ -617,6 +617,18 @@ def cmd_fmt(args: argparse.Namespace, report: Report) -> int:
     return max(status, EXIT_SPEC if args.check and changed else EXIT_OK)
 
 
+def cmd_lsp(args: argparse.Namespace, report: Report) -> int:
+    """The language server over standard input and output (pygls: the ``[lsp]`` extra)."""
+    try:
+        from normdsl import lsp
+    except ImportError as exc:
+        raise UsageError(
+            f"normdsl lsp needs pygls and lsprotocol: pip install 'normdsl[lsp]' ({exc.name} is missing)"
+        ) from None
+    options = {"inlayHints": not args.no_inlay_hints, "lineLength": args.line_length}
+    return lsp.main(options)
+
+
 def _nd_files(paths: list[str]) -> list[str]:
     """The paths, each folder replaced by the .nd files beneath it (not in hidden folders), sorted."""
     found: list[str] = []
@@ -752,6 +764,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="the longest line (default 120)"
     )
+    p = sub.add_parser("lsp", help="serve the language server on standard input and output (for editors)")
+    p.add_argument("--no-inlay-hints", action="store_true", help="no output shapes at line ends")
+    p.add_argument(
+        "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="formatting's longest line"
+    )
+    p.set_defaults(run=cmd_lsp)
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
