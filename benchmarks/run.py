@@ -7,6 +7,7 @@
 2. Scaling of parse + check + render (without black) over 1k, 10k and 100k layers, with peak memory.
 3. normdsl.build_model against the same model written by hand in Keras (seed models, ResNet-50).
 4. normdsl.check's static totals against building the Keras model for count_params().
+5. The language server: a keystroke in ResNet-50 → fresh diagnostics (in the server, and over stdio).
 """
 
 from __future__ import annotations
@@ -152,6 +153,72 @@ def static_summary(runs: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def keystrokes(text: str, runs: int) -> list[str]:
+    """ResNet-50's text after each of ``runs`` keystrokes: a character typed into a comment at the end of a
+    line, alternately a keystroke that breaks the spec (a group count 64 channels cannot take)."""
+    line = text.index("gap dense1000")
+    return [
+        text[:line] + (f"gn({3 + i % 5}) " if i % 2 else "") + text[line:] + "#" * (i + 1) + "\n" for i in range(runs)
+    ]
+
+
+def lsp_server_time(runs: int) -> dict[str, float]:
+    """Median seconds of what the server does between a change's debounce and its diagnostics being sent:
+    check the new text (editor.analyze) and turn the result into the protocol's diagnostics."""
+    from normdsl import editor, lsp
+
+    text = (ROOT / "examples" / "resnet50.nd").read_text()
+    times: dict[str, list[float]] = {"clean": [], "broken": []}
+    for i, changed in enumerate(keystrokes(text, 2 * runs)):
+        start = time.perf_counter()
+        lsp.diagnostics(editor.analyze(changed, "resnet50.nd"), "file:///resnet50.nd")
+        times["broken" if i % 2 else "clean"].append(time.perf_counter() - start)
+    return {name: statistics.median(found) for name, found in times.items()}
+
+
+def lsp_round_trip(runs: int) -> float:
+    """Median seconds from a didChange sent by a real client (pygls, over stdio, debounce off) to the
+    publishDiagnostics received for it."""
+    import asyncio
+
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    text = (ROOT / "examples" / "resnet50.nd").read_text()
+    uri = (ROOT / "examples" / "resnet50.nd").as_uri()
+
+    async def run() -> float:
+        client = LanguageClient("benchmark", "1")
+        received: asyncio.Queue[types.PublishDiagnosticsParams] = asyncio.Queue()
+
+        @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def published(params: types.PublishDiagnosticsParams) -> None:
+            received.put_nowait(params)
+
+        await client.start_io(str(SCRIPT), "lsp")
+        options = {"debounceMs": 0}
+        await client.initialize_async(types.InitializeParams(types.ClientCapabilities(), initialization_options=options))
+        client.initialized(types.InitializedParams())
+        item = types.TextDocumentItem(uri=uri, language_id="normdsl", version=0, text=text)
+        client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+        await received.get()
+        times = []
+        for version, changed in enumerate(keystrokes(text, runs), start=1):
+            start = time.perf_counter()
+            document = types.VersionedTextDocumentIdentifier(version=version, uri=uri)
+            change = types.TextDocumentContentChangeWholeDocument(changed)
+            client.text_document_did_change(types.DidChangeTextDocumentParams(document, [change]))
+            while (await received.get()).version != version:
+                pass
+            times.append(time.perf_counter() - start)
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+        return statistics.median(times)
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and sizes: under a minute")
@@ -197,6 +264,14 @@ def main() -> None:
         print(
             f"   {name:12s} check {ours * 1000:7.1f} ms  Keras {theirs * 1000:8.1f} ms  speed-up {theirs / ours:7.0f}×"
         )
+
+    server = lsp_server_time(20 if args.quick else 100)
+    trip = lsp_round_trip(20 if args.quick else 100)
+    print("\n5. Language server: a keystroke in ResNet-50 → fresh diagnostics (medians)")
+    for name, seconds in server.items():
+        met = "met" if seconds < 0.020 else "MISSED"
+        print(f"   server time, {name:6s} keystroke  {seconds * 1000:6.1f} ms  (target < 20 ms: {met})")
+    print(f"   over stdio, change sent → diagnostics received  {trip * 1000:6.1f} ms  (a real client, debounce off)")
 
 
 if __name__ == "__main__":

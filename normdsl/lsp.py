@@ -179,9 +179,7 @@ class NormdslServer(LanguageServer):
             doc.blocks = {b.name: b for b in analysis.spec.blocks}
 
     def publish(self, doc: Document) -> None:
-        analysis = self.analysis(doc)
-        lines = Lines(analysis.text, self.encoding)
-        found = [lsp_diagnostic(d, analysis, doc.uri, lines) for d in analysis.diagnostics[:MAX_SHOWN]]
+        found = diagnostics(self.analysis(doc), doc.uri, self.encoding)
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=doc.uri, diagnostics=found, version=doc.version)
         )
@@ -203,6 +201,12 @@ class NormdslServer(LanguageServer):
         self.analysed(doc, analysis)
         self.publish(doc)
         self.last_latency = time.perf_counter() - start
+
+
+def diagnostics(analysis: editor.Analysis, uri: str, encoding: str = "utf-16") -> list[types.Diagnostic]:
+    """The analysis's diagnostics as the protocol's (the first MAX_SHOWN, as the CLI shows)."""
+    lines = Lines(analysis.text, encoding)
+    return [lsp_diagnostic(d, analysis, uri, lines) for d in analysis.diagnostics[:MAX_SHOWN]]
 
 
 def lsp_diagnostic(d: Diagnostic, analysis: editor.Analysis, uri: str, lines: Lines) -> types.Diagnostic:
