@@ -140,6 +140,8 @@ async def test_hover_shows_the_resolved_call_shapes_params_and_macs_at_each_use(
     for layer in layers:
         assert "(7, 7, 512) → (7, 7, 2048)" in shown
         assert f"{layer.input_shape} → {layer.output_shape}".replace(",)", ")") in shown.replace(",)", ")")
+    readme = (ROOT / "README.md").read_text().split("<!-- lsp-hover", 1)[1].split("\n", 1)[1]
+    assert shown == "\n".join(line[4:] for line in readme.split("<!-- /lsp-hover -->")[0].rstrip("\n").split("\n"))
     stage = await client.text_document_hover_async(types.HoverParams(doc(RESNET.as_uri()), at(text, "stage(256", 1)))
     assert stage is not None and isinstance(stage.contents, types.MarkupContent)
     assert "**stage** block" in stage.contents.value and "(28, 28, 512) → (14, 14, 1024)" in stage.contents.value
