@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_lsp
@@ -122,6 +123,42 @@ async def test_a_problem_in_a_used_file_is_shown_at_the_use_and_located_in_that_
     where, opened_at = found.related_information or []
     assert where.location.uri == opened_at.location.uri == (tmp_path / "lib.nd").as_uri()
     assert where.location.range.start == types.Position(0, 23) and opened_at.message == "'(' opened here"
+
+
+@on_the_client
+async def test_changes_in_quick_succession_are_checked_once_for_the_last_text(client: LanguageClient) -> None:
+    uri = "untitled:typing.nd"
+    await opened(client, "relu\n", uri)
+    versions: list[int | None] = []
+    handle = client.protocol._handle_notification
+
+    def spy(method: str, params: Any) -> Any:
+        if method == types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS and params.uri == uri:
+            versions.append(params.version)
+        return handle(method, params)
+
+    client.protocol._handle_notification = spy  # type: ignore[method-assign]
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams({"normdsl": {"debounceMs": 300}}))
+    try:
+        client.diagnostics.pop(uri, None)
+        typed = [
+            "input(8, 8, 3) conv",
+            "input(8, 8, 3) conv1",
+            "input(8, 8, 3) conv16 gn(",
+            "input(8, 8, 3) conv16 gn(3)",
+        ]
+        for text in typed:
+            document = types.VersionedTextDocumentIdentifier(version=next(_versions), uri=uri)
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(document, [types.TextDocumentContentChangeWholeDocument(text)])
+            )
+        [last] = await published(client, uri)
+        assert "16 channels cannot be split into 3 groups" in last.message
+        await asyncio.sleep(0.5)
+        assert versions == [document.version]  # one check, of the last text
+    finally:
+        client.protocol._handle_notification = handle  # type: ignore[method-assign]
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams({"normdsl": {"debounceMs": 0}}))
 
 
 @on_the_client
