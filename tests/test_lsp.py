@@ -444,3 +444,68 @@ def test_garbage_and_malformed_requests_get_errors_and_the_server_goes_on() -> N
 def test_the_other_commands_never_import_pygls() -> None:
     code = "import sys; from normdsl import cli; cli.main(['check', sys.argv[1]]); assert 'pygls' not in sys.modules"
     subprocess.run([sys.executable, "-c", code, str(RESNET)], check=True, capture_output=True)
+
+
+# ---- in the server's process: many more documents than over the wire ------------------------------
+
+
+def test_positions_and_offsets_convert_both_ways_in_every_encoding() -> None:
+    from normdsl.lsp import Lines
+
+    text = "input(8, 8, 3)  # é\nconv8 😀 gn(2)\r\n\n\ud800 relu\x0c \u2028 x"
+    for encoding in ("utf-16", "utf-8", "utf-32"):
+        lines = Lines(text, encoding)
+        for offset in range(len(text) + 1):
+            if text[offset - 1 : offset] == "\r" and text[offset : offset + 1] == "\n":
+                continue  # (between \r and \n: the end of the line's text, as a client sees it)
+            assert lines.offset(lines.position(offset)) == offset, (encoding, offset)
+    emoji = Lines("😀x", "utf-16")
+    assert emoji.position(1) == types.Position(0, 2) and Lines("😀x", "utf-8").position(1) == types.Position(0, 4)
+
+
+def test_two_thousand_random_documents_get_answers_to_every_question_in_bounded_time() -> None:
+    import time
+
+    from normdsl import editor, lsp
+
+    r = random.Random(20)
+    words = [
+        *(ex.read_text() for ex in EXAMPLES[:4]),
+        "conv64(",
+        "k=",
+        "act=",
+        ")",
+        "(",
+        "{",
+        "}",
+        "let b(f) = ",
+        "b(",
+        ",",
+    ]
+    words += [
+        "\n",
+        "é",
+        "😀",
+        "\ud800",
+        '"',
+        "#",
+        " ",
+        "use std/mbconv\n",
+        'use "x.nd"\n',
+        "\0",
+        "res(",
+        "*",
+        "{f - 1}",
+    ]
+    start = time.perf_counter()
+    for i in range(2000):
+        pieces = [r.choice(words) for _ in range(r.randrange(12))]
+        text = "".join(piece if len(piece) < 40 else piece[: r.randrange(len(piece))] for piece in pieces)
+        analysis = editor.analyze(text, f"<fuzz{i}>")
+        lsp.diagnostics(analysis, "untitled:x")
+        editor.line_shapes(analysis)
+        for offset in {0, len(text), r.randrange(len(text) + 1)}:
+            editor.hover(analysis, offset)
+            editor.target_at(analysis, offset)
+            editor.completions(analysis, offset, editor.known_blocks(text, "<fuzz>", offset, {}))
+    assert time.perf_counter() - start < 120
