@@ -338,7 +338,11 @@ def references(ls: NormdslServer, params: types.ReferenceParams) -> list[types.L
     analysis = ls.analysis(doc)
     lines = Lines(analysis.text, ls.encoding)
     target = editor.target_at(analysis, lines.offset(params.position))
-    if target is None or analysis.spec is None or target.block is None:
+    if target is None or analysis.spec is None:
+        return []
+    if target.used_file is not None:  # the uses of that file
+        return [types.Location(doc.uri, lines.range(u.span)) for u in analysis.spec.uses if u.path == target.name]
+    if target.block is None:
         return []
     spans = editor.references(analysis.spec, target.name)
     local = any(b is target.block for b in analysis.spec.blocks)

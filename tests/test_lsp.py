@@ -223,6 +223,12 @@ async def test_definition_and_references_of_blocks_and_used_files(client: Langua
         types.DefinitionParams(doc(efficientnet.as_uri()), at(source, "use std/mbconv", 5))
     )
     assert isinstance(used, types.Location) and used.uri == (STD / "mbconv.nd").as_uri()
+    context = types.ReferenceContext(include_declaration=True)
+    where = at(source, "use std/mbconv", 5)
+    [use] = await client.text_document_references_async(
+        types.ReferenceParams(context=context, text_document=doc(efficientnet.as_uri()), position=where)
+    )
+    assert use.range.start == at(source, "use std/mbconv")
     block = next(word for word in ("mbconv(", "stage(") if word in source.split("use std/mbconv")[1])
     [there] = await client.text_document_definition_async(
         types.DefinitionParams(doc(efficientnet.as_uri()), at(source, block, 1))
