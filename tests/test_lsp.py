@@ -469,7 +469,7 @@ def test_positions_and_offsets_convert_both_ways_in_every_encoding() -> None:
     assert emoji.position(1) == types.Position(0, 2) and Lines("😀x", "utf-8").position(1) == types.Position(0, 4)
 
 
-def test_two_thousand_random_documents_get_answers_to_every_question_in_bounded_time() -> None:
+def test_a_thousand_random_documents_get_answers_to_every_question_in_bounded_time() -> None:
     import time
 
     from normdsl import editor, lsp
@@ -504,7 +504,7 @@ def test_two_thousand_random_documents_get_answers_to_every_question_in_bounded_
         "{f - 1}",
     ]
     start = time.perf_counter()
-    for i in range(2000):
+    for i in range(1000):
         pieces = [r.choice(words) for _ in range(r.randrange(12))]
         text = "".join(piece if len(piece) < 40 else piece[: r.randrange(len(piece))] for piece in pieces)
         analysis = editor.analyze(text, f"<fuzz{i}>")
