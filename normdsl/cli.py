@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 from normdsl import scaling, summary
 from normdsl.ast import IDENTIFIER
@@ -27,6 +27,9 @@ from normdsl.network import Network
 from normdsl.parser import parse
 from normdsl.plugins import PluginError
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
+
+if TYPE_CHECKING:
+    from normdsl.diagram import Format as DiagramFormat
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_PIPE = 128 + signal.SIGPIPE  # the reader went away: as a process killed by SIGPIPE
@@ -646,6 +649,96 @@ def _nd_files(paths: list[str]) -> list[str]:
     return found
 
 
+# ---- diagram and report (issue 17) --------------------------------------------------------------
+
+
+def cmd_diagram(args: argparse.Namespace, report: Report) -> int:
+    from normdsl import diagram
+    from normdsl.writer import guard, write_text
+
+    fmt = _picture_format(args.output, args.format)
+
+    def run(source: Source) -> int:
+        network = _network(args, source, report)
+        if args.output != "-":
+            guard(Path(args.output), force=args.force, ours=diagram.is_ours)
+        try:
+            text = diagram.diagram(network, fmt, depth=args.levels)
+        except diagram.DiagramTooLarge as exc:
+            raise UsageError(f"{shown(source.name)}: {exc}") from None
+        if args.output == "-":
+            sys.stdout.write(text)
+        else:
+            write_text(Path(args.output), text)
+            print(f"wrote {shown(args.output)}: {fmt}, {summary.one_line(network)}")
+        return EXIT_OK
+
+    return each(args, report, run)
+
+
+def _picture_format(output: str, given: str | None) -> DiagramFormat:
+    """The format ``-o``'s suffix names (or ``--format``, which must agree)."""
+    from normdsl.diagram import SUFFIXES
+
+    if output == "-":
+        return cast("DiagramFormat", given or "svg")
+    named = SUFFIXES.get(Path(output).suffix.lower())
+    if named is None:
+        raise UsageError(f"{shown(output)}: name the diagram .svg, .html, .mmd (Mermaid) or .dot (Graphviz)")
+    if given is not None and given != named:
+        raise UsageError(f"{shown(output)} is {named}, not {given}: drop --format or rename the file")
+    return cast("DiagramFormat", named)
+
+
+def cmd_report(args: argparse.Namespace, report: Report) -> int:
+    from normdsl import diagram
+    from normdsl.report import report as html_report
+    from normdsl.writer import guard, write_text
+
+    if not args.output.endswith((".html", ".htm")) and args.output != "-":
+        raise UsageError(f"{shown(args.output)}: a report is one HTML file; name it ...html")
+    replace = dict(args.set or ())
+    if args.norm and "norm" in replace:
+        raise UsageError("give the norms once: --norm LAYERS... or --set norm=LAYERS")
+    specs = [(source.name, source.read()) for source in sources(args)]
+    if args.output != "-":
+        guard(Path(args.output), force=args.force, ours=diagram.is_ours)
+    try:
+        text, found = html_report(
+            specs, args.norm or (), replace=replace, input_shape=args.input, scale=args.scale, width=args.width,
+            depth=args.depth, round_for_groups=args.round_for_groups, levels=args.levels,
+        )  # fmt: skip
+    except ScaleError as exc:
+        raise UsageError(str(exc)) from None
+    for variant in found:
+        if variant.error is not None:
+            report.diagnostics(variant.error.diagnostics, variant.error.source, variant.error.filename)
+        elif variant.network is not None and variant.network.warnings:
+            report.diagnostics(variant.network.warnings, variant.network.source, variant.filename)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_text(Path(args.output), text)
+        valid = sum(v.network is not None for v in found)
+        print(f"wrote {shown(args.output)}: {valid} of {len(found)} variants valid")
+    return EXIT_OK if all(v.network is not None for v in found) else EXIT_SPEC
+
+
+def _picture_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """The parsers of ``diagram`` and ``report``."""
+    levels = "collapse blocks nested N deep or more into one box each (as summary --levels)"
+    p = command("diagram", cmd_diagram, "draw the model: SVG, HTML, Mermaid or DOT, laid out without Graphviz")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .html, .mmd or .dot; - for stdout")
+    p.add_argument("--format", choices=["svg", "html", "mermaid", "dot"], help="the format for -o - (default svg)")
+    p.add_argument("--levels", type=_positive, metavar="N", help=levels)
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
+    p = command("report", cmd_report, "write one self-contained HTML report: source, summary, diagram", model=False)
+    _model_options(p, several_norms=True)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.html", help="the report to write; - for stdout")
+    p.add_argument("--levels", type=_positive, metavar="N", help=levels)
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
+
+
 def load_keras(report: Report) -> None:
     """Import TensorFlow now (a clear UsageError if it is missing), its start-up lines held back (unless
     --verbose): TF_CPP_MIN_LOG_LEVEL=2 unless set, and, for what C++ libraries write to file descriptor 2
@@ -770,6 +863,7 @@ def _parser() -> argparse.ArgumentParser:
         "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="formatting's longest line"
     )
     p.set_defaults(run=cmd_lsp)
+    _picture_commands(command)
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")

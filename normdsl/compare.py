@@ -168,6 +168,66 @@ def _md(cell: str) -> str:
     return cell.replace("|", "\\|")
 
 
+def html_table(found: Sequence[Variant]) -> str:
+    """The comparison as an HTML table, every text HTML-escaped; an invalid variant's row says why."""
+    import html
+
+    rows = [row(v) for v in found]
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in COLUMNS)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td style="text-align:{"right" if isinstance(r.get(key), int) and key != "batch_dependent" else "left"}">'
+            f"{html.escape(_cell(key, r.get(key)))}</td>"
+            for key, _ in COLUMNS
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table class="normdsl-compare"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What ``normdsl.compare`` returns: the variants, shown in a notebook as the comparison table."""
+
+    variants: tuple[Variant, ...]
+
+    def table(self, fmt: str = "text") -> str:
+        return table(self.variants, fmt)
+
+    def __str__(self) -> str:
+        return table(self.variants)
+
+    def __repr__(self) -> str:
+        valid = sum(v.network is not None for v in self.variants)
+        return f"<Comparison of {len(self.variants)} variants, {valid} valid>"
+
+    def _repr_html_(self) -> str:
+        return html_table(self.variants)
+
+    def _repr_markdown_(self) -> str:
+        return table(self.variants, "markdown") + "\n"
+
+
+def comparison(
+    *specs: str,
+    norms: Sequence[str] = (),
+    input_shape: Shape | None = None,
+    scales: Sequence[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Comparison:
+    """``normdsl.compare``: spec texts (or ``(filename, text)`` pairs) × ``norms`` × ``scales``, checked side
+    by side; a variant that fails is a row with its problems."""
+    pairs = [
+        (s[0], s[1]) if isinstance(s, tuple) else (f"<spec{i + 1}>" if len(specs) > 1 else "<spec>", s)
+        for i, s in enumerate(specs)
+    ]
+    if not pairs or not all(isinstance(text, str) for _, text in pairs):
+        raise TypeError("compare() takes spec texts (str), or (filename, text) pairs")
+    return Comparison(tuple(variants(pairs, norms, input_shape=input_shape, scales=scales, limits=limits)))
+
+
 def sites(found: Sequence[Variant]) -> str:
     """``--layers``: one row per normalization site that differs between the valid variants: its
     place, its channel count, and each variant's layer with its parameter count."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -70,10 +71,16 @@ class SpecError(ValueError):
         return render_all(self.diagnostics, self.source, self.filename)
 
     def _repr_html_(self) -> str:
-        """The rendering for notebooks: preformatted and HTML-escaped (spec text never becomes markup)."""
-        import html
+        """The rendering for notebooks: preformatted, HTML-escaped (spec text never becomes markup), the
+        offending text marked; its text is ``render()``'s."""
+        return f'<pre class="normdsl-error">{render_all_html(self.diagnostics, self.source, self.filename)}</pre>'
 
-        return f'<pre class="normdsl-error">{html.escape(self.render())}</pre>'
+    def _repr_markdown_(self) -> str:
+        """The rendering as a Markdown code block (fenced longer than any run of backticks inside)."""
+        text = self.render()
+        longest = max((len(run) for run in re.findall("`+", text)), default=0)
+        fence = "`" * max(3, longest + 1)
+        return f"{fence}text\n{text}\n{fence}\n"
 
 
 class RenderError(RuntimeError):
@@ -138,6 +145,34 @@ def render(diagnostic: Diagnostic, source: str, filename: str, *, color: bool = 
     if diagnostic.hint:
         out.append(f"  {style('hint:', 'hint')} {diagnostic.hint}")
     return "\n".join(out)
+
+
+def render_all_html(diagnostics: Iterable[Diagnostic], source: str, filename: str, *, limit: int = MAX_SHOWN) -> str:
+    """``render_all`` as HTML for a ``<pre>``: the same text, escaped, with the offending text of each source
+    line shown marked (``<mark class="error">``) and the location in bold."""
+    import html
+
+    listed = list(diagnostics)
+    out = []
+    for d in listed[:limit]:
+        text, src = (d.elsewhere[1], d.elsewhere[0]) if d.elsewhere is not None else (source, filename)
+        plain = render(d, text, src).split("\n")
+        marked = [html.escape(line) for line in plain]
+        marked[0] = f"<b>{html.escape(plain[0])}</b>"
+        excerpt = _excerpt(text, d.span)
+        if excerpt and len(plain) > 2 and plain[1] == excerpt[0]:
+            caret = excerpt[1]
+            start = len(caret) - len(caret.lstrip(" "))
+            end = len(caret.rstrip())
+            line = plain[1]
+            marked[1] = (
+                html.escape(line[:start])
+                + f'<mark class="{d.severity}">{html.escape(line[start:end])}</mark>'
+                + html.escape(line[end:])
+            )
+        out.append("\n".join(marked))
+    rest = render_all(listed, source, filename, limit=limit).split("\n")[-1] if len(listed) > limit else None
+    return "\n".join(out + ([html.escape(rest)] if rest else []))
 
 
 STYLES = {"bold": "1", "error": "1;31", "warning": "1;35", "note": "1;36", "hint": "1;36", "caret": "1;32"}
