@@ -12,6 +12,7 @@ from normdsl._version import __version__
 from normdsl.ast import Spec, expand
 from normdsl.check import check
 from normdsl.diagnostics import Diagnostic, Span, SpecError
+from normdsl.diagrams import diagram
 from normdsl.limits import Limits
 from normdsl.network import NetLayer, Network
 from normdsl.parser import parse
@@ -33,9 +34,11 @@ __all__ = [
     "__version__",
     "build_model",
     "check",
+    "diagram",
     "expand",
     "format",
     "json_schema",
+    "load_ipython_extension",
     "parse",
     "render",
     "summary",
@@ -52,6 +55,13 @@ def json_schema(name: _Literal["spec", "summary"]) -> dict[str, _Any]:
     text = _resources.files(__name__).joinpath("schemas", SCHEMAS[name]).read_text(encoding="utf-8")
     schema: dict[str, _Any] = _json.loads(text)
     return schema
+
+
+def load_ipython_extension(ipython: _Any) -> None:
+    """``%load_ext normdsl``: the ``%%normdsl`` cell magic (normdsl/ipython.py; IPython is imported only here)."""
+    from normdsl.ipython import register
+
+    register(ipython)
 
 
 def __getattr__(name: str) -> _Any:

@@ -29,7 +29,7 @@ from normdsl.plugins import PluginError
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 if TYPE_CHECKING:
-    from normdsl.diagram import Format as DiagramFormat
+    from normdsl.diagrams import Format as DiagramFormat
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_PIPE = 128 + signal.SIGPIPE  # the reader went away: as a process killed by SIGPIPE
@@ -653,7 +653,7 @@ def _nd_files(paths: list[str]) -> list[str]:
 
 
 def cmd_diagram(args: argparse.Namespace, report: Report) -> int:
-    from normdsl import diagram
+    from normdsl import diagrams
     from normdsl.writer import guard, write_text
 
     fmt = _picture_format(args.output, args.format)
@@ -661,10 +661,10 @@ def cmd_diagram(args: argparse.Namespace, report: Report) -> int:
     def run(source: Source) -> int:
         network = _network(args, source, report)
         if args.output != "-":
-            guard(Path(args.output), force=args.force, ours=diagram.is_ours)
+            guard(Path(args.output), force=args.force, ours=diagrams.is_ours)
         try:
-            text = diagram.diagram(network, fmt, depth=args.levels)
-        except diagram.DiagramTooLarge as exc:
+            text = diagrams.diagram(network, fmt, depth=args.levels)
+        except diagrams.DiagramTooLarge as exc:
             raise UsageError(f"{shown(source.name)}: {exc}") from None
         if args.output == "-":
             sys.stdout.write(text)
@@ -678,7 +678,7 @@ def cmd_diagram(args: argparse.Namespace, report: Report) -> int:
 
 def _picture_format(output: str, given: str | None) -> DiagramFormat:
     """The format ``-o``'s suffix names (or ``--format``, which must agree)."""
-    from normdsl.diagram import SUFFIXES
+    from normdsl.diagrams import SUFFIXES
 
     if output == "-":
         return cast("DiagramFormat", given or "svg")
@@ -691,7 +691,7 @@ def _picture_format(output: str, given: str | None) -> DiagramFormat:
 
 
 def cmd_report(args: argparse.Namespace, report: Report) -> int:
-    from normdsl import diagram
+    from normdsl import diagrams
     from normdsl.report import report as html_report
     from normdsl.writer import guard, write_text
 
@@ -702,7 +702,7 @@ def cmd_report(args: argparse.Namespace, report: Report) -> int:
         raise UsageError("give the norms once: --norm LAYERS... or --set norm=LAYERS")
     specs = [(source.name, source.read()) for source in sources(args)]
     if args.output != "-":
-        guard(Path(args.output), force=args.force, ours=diagram.is_ours)
+        guard(Path(args.output), force=args.force, ours=diagrams.is_ours)
     try:
         text, found = html_report(
             specs, args.norm or (), replace=replace, input_shape=args.input, scale=args.scale, width=args.width,

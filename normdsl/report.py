@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from normdsl import compare, diagram
+from normdsl import compare, diagrams
 from normdsl.compare import Variant
 from normdsl.diagnostics import Diagnostic, render_all_html
 from normdsl.layers import Shape
@@ -59,24 +59,24 @@ def page(found: Sequence[Variant], *, levels: int | None = None) -> str:
     valid = sum(v.network is not None for v in found)
     out = [
         "<!DOCTYPE html>",
-        f"<!-- {diagram.MARK} -->",
+        f"<!-- {diagrams.MARK} -->",
         '<html lang="en">',
         '<head><meta charset="utf-8">',
         '<meta name="generator" content="normdsl">',
-        f"<title>{e(diagram.clean(names, 200))} — normdsl report</title>",
+        f"<title>{e(diagrams.clean(names, 200))} — normdsl report</title>",
         f"<style>{STYLE}</style></head>",
         "<body>",
-        f"<h1>normdsl report: {e(diagram.clean(names, 200))}</h1>",
+        f"<h1>normdsl report: {e(diagrams.clean(names, 200))}</h1>",
         f"<p>{valid} of {len(found)} variant{'s' if len(found) != 1 else ''} valid.</p>",
     ]
     if len(found) > 1:
         out += ["<h2>Comparison</h2>", f'<div class="wide">{compare.html_table(found)}</div>']
     for filename, source in dict.fromkeys((v.filename, v.source) for v in found):
         mine = [v for v in found if v.filename == filename and v.source == source]
-        out.append(f"<h2>Source: {e(diagram.clean(filename, 200))}</h2>")
+        out.append(f"<h2>Source: {e(diagrams.clean(filename, 200))}</h2>")
         out.append(_source(source, filename, mine))
     for v in found:
-        title = e(diagram.clean(v.name or v.filename, 200))
+        title = e(diagrams.clean(v.name or v.filename, 200))
         if v.network is None:
             out.append(f'<h2>{title}: <span class="failed">not a valid model</span></h2>')
             continue
@@ -86,8 +86,8 @@ def page(found: Sequence[Variant], *, levels: int | None = None) -> str:
         out.append(summary_html(net, depth=levels))
         out.append("<h3>Diagram</h3>")
         try:
-            picture = diagram.svg(net, depth=levels)
-        except diagram.DiagramTooLarge as exc:
+            picture = diagrams.svg(net, depth=levels)
+        except diagrams.DiagramTooLarge as exc:
             picture = f"<p>{e(str(exc))}</p>"
         out.append(f'<div class="diagram">{picture}</div>')
     out += ["</body>", "</html>"]
@@ -121,7 +121,7 @@ def _source(source: str, filename: str, variants: Sequence[Variant]) -> str:
         for who, d in here.get(no, []):
             label = f"{who}: " if who else ""
             hint = f"\nhint: {d.hint}" if d.hint else ""
-            text = diagram.visible(f"{label}{d.severity}: {d.message}{hint}")[:2000]
+            text = diagrams.visible(f"{label}{d.severity}: {d.message}{hint}")[:2000]
             said.append(f'<span class="diagnostic {d.severity}">{html.escape(text)}</span>')
         out.append(f'<span class="no">{no}</span>{marked}' + "".join(said))
     out = ['<pre class="source">' + "\n".join(out) + "</pre>"]
@@ -153,4 +153,4 @@ def _marked(line: str, found: Sequence[Diagnostic], no: int) -> str:
 
 def _visible(text: str) -> str:
     """Spec text as shown in the report: characters XML cannot hold and direction overrides replaced."""
-    return diagram.visible(text)
+    return diagrams.visible(text)

@@ -129,8 +129,9 @@ def test_a_spec_errors_html_repr_is_escaped() -> None:
         normdsl.check(f'conv8(name="{HOSTILE[:8]}") gn3 {HOSTILE}')
     shown = caught.value._repr_html_()
     parsed = _parsed(shown)
-    assert parsed.tags == ["pre"]
+    assert parsed.tags == ["pre", "b", "mark"]  # the location in bold, the offending text marked
     assert "".join(parsed.text) == caught.value.render() and "<script>" in caught.value.render()
+    assert '<mark class="error">gn3</mark>' in shown
 
 
 # ---- summary() -------------------------------------------------------------------------------
