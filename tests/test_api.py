@@ -131,7 +131,7 @@ def test_a_spec_errors_html_repr_is_escaped() -> None:
     parsed = _parsed(shown)
     assert parsed.tags == ["pre", "b", "mark"]  # the location in bold, the offending text marked
     assert "".join(parsed.text) == caught.value.render() and "<script>" in caught.value.render()
-    assert '<mark class="error">gn3</mark>' in shown
+    assert '<mark class="error">&lt;</mark>' in shown
 
 
 # ---- summary() -------------------------------------------------------------------------------
