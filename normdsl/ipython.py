@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import html as _html
 import keyword
+import shlex
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from normdsl.check import ScaleError, check
@@ -74,7 +76,11 @@ class NormdslMagics(Magics):  # (IPython's decorators and display are untyped: s
     @cell_magic
     def normdsl(self, line: str, cell: str) -> None:
         """Check the cell as a normdsl spec; show its summary and diagram (or its diagnostics)."""
-        args = parse_argstring(self.normdsl, line)
+        try:
+            words = shlex.split(line)  # (IPython's parse_argstring keeps the quotes)
+        except ValueError as exc:
+            raise UsageError(f"%%normdsl {line[:80]}: {exc}") from None
+        args = self.normdsl.parser.parse_args(words)
         replace = {}
         for item in args.set or ():
             name, sep, layers = item.partition("=")
