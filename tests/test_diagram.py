@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT, example_ids
+from conftest import EXAMPLES, ROOT, example_ids, readme_sessions
 
 import normdsl
 from normdsl import diagrams
@@ -296,3 +296,30 @@ def test_a_networks_layers_in_a_hostile_block_name_stay_text() -> None:
     layers = [dataclasses.replace(layer, blocks=("<b>", *layer.blocks[1:])) for layer in net.layers]
     svg = normdsl.diagram(dataclasses.replace(net, layers=tuple(layers), name=HOSTILE))
     assert HOSTILE in "".join(ET.fromstring(svg).itertext())
+
+
+# ---- the README's pictures -----------------------------------------------------------------------
+
+
+def test_the_readmes_pictures_are_what_its_commands_draw_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sessions = readme_sessions("diagram-pictures")
+    assert len(sessions) == 4
+    monkeypatch.chdir(ROOT)
+    for args, shown in sessions:
+        committed = args[args.index("-o") + 1]
+        fresh = tmp_path / Path(committed).name
+        args[args.index("-o") + 1] = str(fresh)
+        assert main(args) == 0
+        assert capsys.readouterr().out.strip().replace(str(fresh), committed) == shown
+        stale = f"{committed} is stale: run `normdsl {' '.join(args)}` with -o {committed}"
+        assert fresh.read_text(encoding="utf-8") == (ROOT / committed).read_text(encoding="utf-8"), stale
+        assert f"({committed})" in readme  # shown or linked
+
+
+def test_the_readmes_mermaid_is_the_tools() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- diagram-mermaid", 1)[1].split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block == normdsl.diagram(network(ROOT / "examples" / "groupnorm.nd"), "mermaid")

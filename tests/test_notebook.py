@@ -16,6 +16,8 @@ from normdsl import diagrams
 
 SEED = ROOT / "examples" / "seed.nd"
 SMALL = "input(8, 8, 3) conv4 gn(2) relu gap dense2(act=softmax)"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+README_CELL = README.split("<!-- magic-example", 1)[1].split("```\n", 1)[1].split("```", 1)[0].rstrip("\n")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     notebook = nbformat.v4.new_notebook(
         cells=[
             code("%load_ext normdsl"),
-            code(f'%%normdsl -o net --norm "gn(16)" --input 32,32,3\n{SEED.read_text()}'),
+            code(README_CELL),
             code("net"),
             code("%%normdsl\ninput(8, 8, 3) conv8 gn3 relu"),
             code(
@@ -61,6 +63,7 @@ def test_the_magic_shows_the_summary_and_the_diagram_and_binds_the_network(cells
     assert re.search(r'<g class="node norm" id="n4">.*?gn\(16\)', shown)
     assert '<text class="shape"' in shown and ">32×32×3</text>" in shown  # --input took effect
     assert plain(cells[7]) == (True, True, "Network")
+    assert README_CELL.startswith('%%normdsl -o net --norm "gn(16)" --input 32,32,3')
 
 
 def test_a_networks_repr_is_its_summary_table(cells: list[Any]) -> None:
