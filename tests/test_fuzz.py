@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import EXAMPLES
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import normdsl
@@ -157,3 +157,97 @@ def test_hostile_names_never_reach_generated_code(payload: str) -> None:
         assert unexpected_code(normdsl.render(network, template)) == []
     name = dict(network.layers[0].kwargs)["name"]
     assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", str(name))
+
+
+# ---- diagrams and reports (issue 17) -------------------------------------------------------------
+
+
+def drawn(text: str) -> None:
+    """Any spec: a valid one draws in every format (the SVG well-formed XML, its text only text), an invalid one
+    is a report that shows its problems; neither raises anything but DiagramTooLarge for a huge model."""
+    import xml.etree.ElementTree as ET
+    from html.parser import HTMLParser
+
+    from normdsl import diagrams, report
+
+    try:
+        network = normdsl.check(normdsl.parse(text))
+    except normdsl.SpecError:
+        network = None
+    if network is not None:
+        root = ET.fromstring(normdsl.diagram(network))
+        assert not [e for e in root.iter() if e.tag.split("}")[-1] not in SVG_TAGS]
+        for fmt in ("html", "mermaid", "dot"):
+            assert normdsl.diagram(network, fmt)  # type: ignore[arg-type]
+    page, _ = report.report([("fuzz.nd", text)])
+    tags: set[str] = set()
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            tags.add(tag)
+
+    Tags().feed(page)
+    assert tags <= REPORT_TAGS, tags - REPORT_TAGS
+    assert diagrams.MARK in page[:200]
+
+
+SVG_TAGS = {"svg", "title", "style", "g", "rect", "text", "path", "polygon"}
+REPORT_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "pre",
+    "span",
+    "mark",
+    "b",
+    "br",
+}
+REPORT_TAGS |= {"div", "table", "thead", "tbody", "tr", "th", "td"} | SVG_TAGS
+
+
+@given(soup.map(" ".join))
+def test_token_soup_draws_or_reports(text: str) -> None:
+    drawn(text)
+
+
+@settings(max_examples=100)  # (each valid one is a whole example drawn and reported: ~30 ms)
+@given(mutated_example())
+def test_mutated_examples_draw_or_report(text: str) -> None:
+    drawn(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input(8, 8, 3) relu*4990",
+        "input(8, 8, 3) cat(" + ", ".join(["relu relu"] * 1500) + ")",
+        "let b0 = (relu relu)\n"
+        + "".join(f"let b{i} = (b{i - 1} relu)\n" for i in range(1, 64))
+        + "input(8, 8, 3) b63",
+        "input(8, 8, 3) " + "res(" * 60 + "relu" + ")" * 60,
+    ],
+    ids=["long", "wide", "deep-blocks", "deep-residuals"],
+)
+def test_big_diagrams_are_drawn_in_bounded_time(text: str) -> None:
+    network = normdsl.check(text)
+    start = time.perf_counter()
+    svg = normdsl.diagram(network)
+    assert time.perf_counter() - start < 10  # a guard against quadratic layouts, not a benchmark
+    assert len(svg) < 40 * 1024 * 1024
+
+
+def test_a_huge_diagram_is_refused_quickly() -> None:
+    from normdsl import diagrams
+
+    network = normdsl.check("input(8, 8, 3) relu*100000")
+    start = time.perf_counter()
+    with pytest.raises(diagrams.DiagramTooLarge, match="collapse blocks"):
+        normdsl.diagram(network)
+    assert time.perf_counter() - start < 5
