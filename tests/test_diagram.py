@@ -323,3 +323,31 @@ def test_the_readmes_mermaid_is_the_tools() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- diagram-mermaid", 1)[1].split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert block == normdsl.diagram(network(ROOT / "examples" / "groupnorm.nd"), "mermaid")
+
+
+# ---- the report ----------------------------------------------------------------------------------
+
+
+def test_a_report_of_a_broken_spec_is_written_with_its_problems_marked_in_the_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "broken.nd"
+    spec.write_text("input(8, 8, 3)\nconv8 gn3 relu\n")
+    out = tmp_path / "report.html"
+    assert main(["report", str(spec), "-o", str(out)]) == 1
+    assert "gn takes no number" in capsys.readouterr().err  # said on the terminal too
+    page = out.read_text()
+    assert '<span class="no">2</span>conv8 <mark class="error">gn3</mark> relu' in page
+    assert "hint: write gn(3)" in page and "0 of 1 variant valid" in page and "<svg" not in page
+
+
+def test_a_report_compares_several_specs_and_refuses_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = ROOT / "examples"
+    assert main(["report", str(examples / "batchnorm.nd"), str(examples / "groupnorm.nd"), "-o", "-"]) == 0
+    page = capsys.readouterr().out
+    assert '<table class="normdsl-compare">' in page and page.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2
+    assert "BatchNormalization" in page and "GroupNormalization" in page
+    assert main(["report", str(examples / "seed.nd"), "-o", str(tmp_path / "report.txt")]) == 2
+    assert "a report is one HTML file" in capsys.readouterr().err
