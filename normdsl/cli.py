@@ -727,7 +727,9 @@ def cmd_report(args: argparse.Namespace, report: Report) -> int:
 def _picture_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     """The parsers of ``diagram`` and ``report``."""
     levels = "collapse blocks nested N deep or more into one box each (as summary --levels)"
-    p = command("diagram", cmd_diagram, "draw the model: SVG, HTML, Mermaid or DOT, laid out without Graphviz")
+    p = command(
+        "diagram", cmd_diagram, "draw the model: SVG, HTML, Mermaid or DOT, laid out without Graphviz", many=False
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .html, .mmd or .dot; - for stdout")
     p.add_argument("--format", choices=["svg", "html", "mermaid", "dot"], help="the format for -o - (default svg)")
     p.add_argument("--levels", type=_positive, metavar="N", help=levels)
