@@ -21,7 +21,7 @@ from normdsl.diagnostics import SpecError, render_all_html
 from normdsl.diagrams import DiagramTooLarge, svg
 from normdsl.network import Network
 from normdsl.parser import parse
-from normdsl.summary import html
+from normdsl.summary import compact_depth, html, markdown
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -50,7 +50,9 @@ class Shown:
 
 
 def shown(network: Network, levels: int | None = None) -> Shown:
-    """A checked network as a cell shows it: warnings, the summary table, the diagram."""
+    """A checked network as a cell shows it: warnings, the summary table, the diagram (blocks collapsed to fit
+    about 40 rows unless ``levels`` says)."""
+    levels = compact_depth(network) if levels is None else levels
     parts = []
     if network.warnings:
         warnings = render_all_html(network.warnings, network.source, network.filename)
@@ -60,7 +62,7 @@ def shown(network: Network, levels: int | None = None) -> Shown:
         parts.append(f'<div class="normdsl-diagram-box" style="overflow-x:auto">{svg(network, depth=levels)}</div>')
     except DiagramTooLarge as exc:
         parts.append(f"<p>{_html.escape(str(exc))}</p>")
-    return Shown("\n".join(parts), network._repr_markdown_())
+    return Shown("\n".join(parts), markdown(network, depth=levels))
 
 
 @magics_class

@@ -100,16 +100,17 @@ class Network:
         return f"<Network {self.name!r}: {len(self.layers):,} layers, {shapes}, {self.params:,} params>"
 
     def _repr_markdown_(self) -> str:
-        """The summary table, for notebooks (summary.py prints it; imported here on first use)."""
-        from normdsl.summary import markdown
+        """The summary table, for notebooks (summary.py prints it; imported here on first use), blocks
+        collapsed as far as needed to fit about 40 rows (``summary.compact_depth``)."""
+        from normdsl.summary import compact_depth, markdown
 
-        return markdown(self)
+        return markdown(self, depth=compact_depth(self))
 
     def _repr_html_(self) -> str:
-        """The summary table as HTML, for notebooks."""
-        from normdsl.summary import html
+        """The summary table as HTML, for notebooks, as compact as the Markdown."""
+        from normdsl.summary import compact_depth, html
 
-        return html(self)
+        return html(self, depth=compact_depth(self))
 
 
 NORM = "norm"  # the normalization placeholder block: --norm X is --set norm=X

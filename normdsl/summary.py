@@ -187,6 +187,21 @@ def rows(network: Network, depth: int | None = None) -> list[Row]:
     return out
 
 
+COMPACT_ROWS = 40  # what a notebook shows of a network at once
+
+
+def compact_depth(network: Network, most: int = COMPACT_ROWS) -> int | None:
+    """The ``depth`` showing the most detail in at most ``most`` rows (None: every layer fits; 1 if nothing
+    does), as a notebook shows a network."""
+    if len(network.layers) <= most:
+        return None
+    deepest = max((len(layer.blocks) for layer in network.layers), default=0)
+    for depth in range(deepest, 0, -1):
+        if len(rows(network, depth)) <= most:
+            return depth
+    return 1
+
+
 def _branching(found: Sequence[Row]) -> bool:
     """Whether a row takes another input than the row before it (Keras then shows "Connected to")."""
     return any(row.inputs != (found[k - 1].last if k else -1,) for k, row in enumerate(found))

@@ -351,3 +351,12 @@ def test_a_report_compares_several_specs_and_refuses_other_files(
     assert "BatchNormalization" in page and "GroupNormalization" in page
     assert main(["report", str(examples / "seed.nd"), "-o", str(tmp_path / "report.txt")]) == 2
     assert "a report is one HTML file" in capsys.readouterr().err
+
+
+def test_a_large_networks_notebook_repr_collapses_blocks_to_fit_about_forty_rows() -> None:
+    net = network(RESNET)
+    shown = net._repr_html_()
+    assert shown.count("<tr>") == 1 + 24 and "identity (10 layers)" in shown  # stages' blocks, one row each
+    assert net._repr_markdown_().count("\n| ") == 1 + 24
+    small = network(ROOT / "examples" / "vgg16.nd")
+    assert small._repr_html_().count("<tr>") == 1 + len(small.layers)
