@@ -159,3 +159,43 @@ def test_reports_in_the_browser(page: Any, tmp_path: Path) -> None:
     out = tmp_path / "resnet-report.html"
     assert main(["report", str(ROOT / "examples" / "resnet50.nd"), "--levels", "2", "-o", str(out)]) == 0
     look(page, out, [boxes(ROOT / "examples" / "resnet50.nd", 2)], "resnet50-report")
+
+
+MERMAID = Path(__file__).parent / "browser" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+PARSE = """async (texts) => {
+  mermaid.initialize({startOnLoad: false, securityLevel: 'strict'});
+  const out = [];
+  for (const [i, text] of texts.entries()) {
+    try {
+      await mermaid.parse(text);
+      const {svg} = await mermaid.render('m' + i, text);
+      const doc = new DOMParser().parseFromString(svg, 'image/svg+xml');
+      out.push({nodes: doc.querySelectorAll('g.node').length, clusters: doc.querySelectorAll('g.cluster').length,
+                edges: doc.querySelectorAll('path.flowchart-link').length, scripts: doc.querySelectorAll('script').length});
+    } catch (e) { out.push({error: String(e)}); }
+  }
+  return out;
+}"""
+
+
+def test_mermaids_own_parser_reads_and_draws_our_mermaid(page: Any) -> None:
+    """Mermaid itself (from npm: tests/browser/package.json, which .ci/run installs) parses and renders the
+    Mermaid text of seed, branching, nested and hostile models, with every node, edge and cluster."""
+    import dataclasses
+
+    assert MERMAID.exists(), f"{MERMAID}: run npm ci --prefix tests/browser (.ci/run does)"
+    nets = [normdsl.check(BRANCHY)]
+    nets += [normdsl.check((ROOT / "examples" / f"{name}.nd").read_text()) for name in ("groupnorm", "resnet50")]
+    hostile = normdsl.check("input(8, 8, 3) conv4 gn(2) relu")
+    layers = list(hostile.layers)
+    evil = '</text><script>alert("x")</script> #quot; ]]> -->|x| " `b` end subgraph'
+    layers[0] = dataclasses.replace(layers[0], kwargs=(*layers[0].kwargs, ("name", evil)))
+    nets.append(dataclasses.replace(hostile, layers=tuple(layers)))
+    cases = [(net, depth) for net in nets for depth in (None, 2)]
+    page.set_content("<!DOCTYPE html><html><body></body></html>")
+    page.add_script_tag(path=str(MERMAID))
+    found = page.evaluate(PARSE, [normdsl.diagram(net, "mermaid", depth=depth) for net, depth in cases])
+    for (net, depth), result in zip(cases, found, strict=True):
+        g = diagrams.graph(net, depth)
+        edges = sum(len(node.inputs) for node in g.nodes)
+        assert result == {"nodes": len(g.nodes), "clusters": len(g.clusters), "edges": edges, "scripts": 0}, net.name
