@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import itertools
 import json
 import math
@@ -13,17 +12,11 @@ import os
 import re
 import stat
 import sys
-import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
-
-from lark import Lark, Token, Tree
-from lark import __version__ as lark_version
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.grammar import Rule
-from lark.lexer import PatternStr, TerminalDef
+from typing import TYPE_CHECKING, Any
 
 from normdsl._paths import data_dir
 from normdsl.ast import (
@@ -48,11 +41,15 @@ from normdsl.ast import (
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.hints import expected, pair_rewrite, spaced_call_rewrite
+from normdsl.lalr import Tables, Tok, Unsupported, export, run
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.util import paused_gc
 
+if TYPE_CHECKING:  # lark is imported only to build the tables, and to say what is wrong with a spec
+    from lark import Lark, Token, Tree
+    from lark.exceptions import UnexpectedInput
+
 _OPTIONS = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True, "maybe_placeholders": False}
-_HOOKS: dict[str, Any] = {}  # set below: the tree class and lexer callback that count a parse's work
 
 
 @functools.cache
@@ -60,16 +57,64 @@ def _lark() -> Lark:
     """The LALR parser, built once per process. Its tables are cached as JSON (never a pickle: a
     planted cache file can at worst be ignored) in the user's cache folder, keyed by a hash of
     the grammar, the options and the versions; loading them is ~25 ms faster than building."""
-    grammar = (data_dir("grammar") / "normdsl.lark").read_text(encoding="utf-8")
+    import hashlib
+
+    from lark import Lark
+    from lark import __version__ as lark_version
+
+    grammar = _grammar()
     key = hashlib.sha256(f"{grammar}{_OPTIONS}{lark_version}{sys.version_info[:2]}".encode()).hexdigest()
     folder = cache_folder()
     cached = _read_cache(folder / f"parser-{key[:16]}.json", key) if folder else None
     if cached is not None:
         return cached
-    parser = Lark(grammar, **_OPTIONS, **_HOOKS)
+    parser = Lark(grammar, **_OPTIONS, **_hooks())
     if folder is not None:
         _write_cache(folder, f"parser-{key[:16]}.json", key, parser)
     return parser
+
+
+def _grammar() -> str:
+    return (data_dir("grammar") / "normdsl.lark").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _tables() -> Tables | None:
+    """The parser's tables for the driver in lalr.py, exported from lark once and cached as JSON beside
+    lark's own cache: valid for this grammar's exact text, this lark installation and this Python. None
+    if this lark parser cannot be exported (then lark parses everything)."""
+    grammar = _grammar()
+    stamp = [grammar, _lark_stamp(), list(sys.version_info[:2])]
+    folder = cache_folder()
+    name = f"tables-{zlib.crc32(grammar.encode()):08x}.json"
+    cached = _read_json(folder / name) if folder else None
+    if isinstance(cached, dict) and cached.get("stamp") == stamp:
+        try:
+            tables = Tables(cached["tables"])
+            if isinstance(_run(tables, _SMOKE, _ToAst(), DEFAULT_LIMITS), Spec):  # a damaged table fails here
+                return tables
+        except Exception:  # a damaged or foreign cache is ignored: the tables are exported again
+            pass
+    try:
+        data = export(_lark())
+        tables = Tables(data)
+    except NotImplementedError:
+        return None
+    if folder is not None:
+        _write_json(folder, name, {"stamp": stamp, "tables": data})
+    return tables
+
+
+def _lark_stamp() -> list[object]:
+    """Which lark is installed (its location, size and time), found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lark")
+    origin = spec.origin if spec is not None else None
+    if origin is None:
+        return []
+    st = os.stat(origin)
+    return [origin, st.st_size, st.st_mtime_ns]
 
 
 def cache_folder() -> Path | None:
@@ -98,7 +143,9 @@ def _ours(st: os.stat_result, kind: Callable[[int], bool]) -> bool:
     return kind(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0
 
 
-def _read_cache(path: Path, key: str) -> Lark | None:
+def _read_json(path: Path, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """A cache file's JSON, if it is a regular file of this user no one else can write, not too large;
+    else None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -108,12 +155,22 @@ def _read_cache(path: Path, key: str) -> Lark | None:
             st = os.fstat(f.fileno())
             if not _ours(st, stat.S_ISREG) or st.st_size > _MAX_CACHE_BYTES:
                 return None
-            cached = json.loads(f.read(_MAX_CACHE_BYTES), object_hook=_int_keys)
+            return json.loads(f.read(_MAX_CACHE_BYTES), object_hook=object_hook)
+    except Exception:  # a damaged file is ignored
+        return None
+
+
+def _read_cache(path: Path, key: str) -> Lark | None:
+    from lark import Lark
+
+    cached = _read_json(path, object_hook=_int_keys)
+    try:
         if cached.get("key") != key:
             return None
         options = cached["data"]["options"]  # only lark's plain options: no plugins, callbacks or classes
-        cached["data"]["options"] = {k: v for k, v in options.items() if not k.startswith("_") and k not in _HOOKS}
-        parser: Lark = Lark._load_from_dict(cached["data"], cached["memo"], **_HOOKS)  # type: ignore[no-untyped-call]
+        hooks = _hooks()
+        cached["data"]["options"] = {k: v for k, v in options.items() if not k.startswith("_") and k not in hooks}
+        parser: Lark = Lark._load_from_dict(cached["data"], cached["memo"], **hooks)  # type: ignore[no-untyped-call]
         if parser.parse("conv8(k=3) relu").data != "start":  # a smoke test: a damaged table fails here, not later
             return None
         return parser
@@ -132,13 +189,23 @@ def _int_keys(d: dict[str, object]) -> dict[object, object]:
 
 def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
     """Write the tables to a private temporary file in the folder and rename it into place."""
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
     data, memo = parser.memo_serialize([TerminalDef, Rule])
-    data["options"] = {k: v for k, v in data["options"].items() if k not in _HOOKS}  # functions: given on load
+    data["options"] = {k: v for k, v in data["options"].items() if k not in _hooks()}  # functions: given on load
+    _write_json(folder, name, {"key": key, "data": data, "memo": memo})
+
+
+def _write_json(folder: Path, name: str, content: object) -> None:
+    """Write JSON to a private temporary file in the folder and rename it into place."""
+    import tempfile
+
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parser-", suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"key": key, "data": data, "memo": memo}, f)
+                json.dump(content, f)
             os.replace(tmp, folder / name)
         except BaseException:
             os.unlink(tmp)
@@ -155,6 +222,43 @@ def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMIT
         raise TypeError(f"parse(filename=...) must be a str, got {type(filename).__name__}")
     if not isinstance(limits, Limits):
         raise TypeError(f"parse(limits=...) must be a normdsl.Limits, got {type(limits).__name__}")
+    tables = _tables()
+    with paused_gc():
+        if tables is not None:
+            translate = _ToAst()
+            try:
+                spec = _run(tables, text, translate, limits)
+            except Unsupported:
+                pass  # something to report: lark's parse below says what
+            else:
+                if translate.problems:
+                    raise SpecError(translate.problems, text, filename)
+                assert isinstance(spec, Spec)
+                return dataclasses.replace(spec, filename=filename, source=text)
+        return parse_with_lark(text, filename=filename, limits=limits)
+
+
+def _run(tables: Tables, text: str, translate: _ToAst, limits: Limits) -> object:
+    return run(
+        tables,
+        text,
+        translate,
+        max_nodes=limits.max_nodes,
+        max_layers=limits.max_layers,
+        layer_rules=_LAYER_RULES,
+        nesting_rules=_NESTING,
+        max_nesting=limits.max_nesting,
+    )
+
+
+_SMOKE = 'use std/se\nlet b(f, s=1) = res(conv{2*f}(k=(1, 1), s=s, n="a") gn(2), shortcut=id, first=body)\nx = b(8)*2'
+
+
+def parse_with_lark(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMITS) -> Spec:
+    """:func:`parse` by lark itself: a parse tree, its nesting checked, then translated. Every problem
+    is found and reported from here; the driver in lalr.py must build the same AST (a test compares)."""
+    from lark.exceptions import UnexpectedInput
+
     parser = _lark()  # (built or loaded outside the budget: loading parses a smoke test)
     with paused_gc():
         try:
@@ -227,27 +331,45 @@ def _spend(rule: str, offset: int) -> None:
             )
 
 
-class _CountedTree(Tree[Token]):
-    """lark's Tree, counted against the parse's budget as the parser builds it."""
+@functools.cache
+def _hooks() -> dict[str, Any]:
+    """lark's tree class and lexer callback that count a parse's work (lark imported on first need)."""
+    from lark import Token, Tree
 
-    def __init__(self, data: str, children: list[Any], meta: Any = None):
-        if not data.startswith("_"):  # lark's helper trees for repetitions (spliced into their parent) are free
-            first = children[0] if children else None
-            _spend(data, (first.start_pos or 0) if isinstance(first, Token) else 0)
-        super().__init__(data, children, meta)
+    class CountedTree(Tree[Token]):
+        """lark's Tree, counted against the parse's budget as the parser builds it."""
+
+        def __init__(self, data: str, children: list[Any], meta: Any = None):
+            if not data.startswith("_"):  # lark's helper trees for repetitions (spliced into their parent) are free
+                first = children[0] if children else None
+                _spend(data, (first.start_pos or 0) if isinstance(first, Token) else 0)
+            super().__init__(data, children, meta)
+
+    def count_number(token: Token) -> Token:
+        _spend("INT", token.start_pos or 0)
+        return token
+
+    return {"tree_class": CountedTree, "lexer_callbacks": {"INT": count_number}}
 
 
-def _count_number(token: Token) -> Token:
-    _spend("INT", token.start_pos or 0)
-    return token
+def _tok(token: Token) -> Tok:
+    """A lark token as the AST builder takes tokens."""
+    t = token
+    return Tok(str(t), t.type, t.line, t.column, t.start_pos, t.end_line, t.end_column, t.end_pos)  # type: ignore[arg-type]
 
 
-_HOOKS.update(tree_class=_CountedTree, lexer_callbacks={"INT": _count_number})
+def _extent(meta: Any) -> Tok | None:
+    """A lark tree's position (None if it has none) as the AST builder takes it."""
+    if meta.empty:
+        return None
+    m = meta
+    return Tok("", "", m.line, m.column, m.start_pos, m.end_line, m.end_column, m.end_pos)
 
 
-def _span(meta: object) -> Span:
-    m = meta  # lark Meta and Token both carry these attributes
-    return Span(m.line, m.column, m.end_line, m.end_column, m.start_pos, m.end_pos)  # type: ignore[attr-defined]
+def _span(extent: Tok | None) -> Span:
+    assert extent is not None  # (only an empty spec has no extent, and start() takes none)
+    e = extent
+    return Span(e.line, e.column, e.end_line, e.end_column, e.start, e.end)
 
 
 _SIZED = re.compile(r"([A-Za-z_]+)([0-9]+)")
@@ -256,18 +378,18 @@ _HUGE: int = 10**_MAX_DIGITS  # stands for a number too large to convert, after 
 
 
 class _ToAst:
-    """Parse tree → AST: one method per grammar rule (or alias), called with the rule's meta (its
-    span) and its children already translated. A rule without a method is an internal error, not
-    a stray Tree. (A plain walk: lark's Transformer with v_args(meta=True) wraps every call and
-    cost a third of the parse time.)"""
+    """Reductions → AST: one method per grammar rule (or alias), called with the rule's extent (its
+    span) and its children already translated (tokens as :class:`Tok`), by the driver in lalr.py as it
+    reduces or by :meth:`transform` over lark's parse tree. A rule without a method is an internal error,
+    not a stray Tree."""
 
     def __init__(self) -> None:
         self.problems: list[Diagnostic] = []
 
-    def number(self, token: Token, digits: str | None = None) -> int:
+    def number(self, token: Tok, digits: str | None = None) -> int:
         """The integer a token (or the ``digits`` in it) writes; one of more than 30 digits, beyond
         every limit, is reported at the token (Python refuses to convert more than 4,300)."""
-        text = str(token) if digits is None else digits
+        text = token.text if digits is None else digits
         if len(text.lstrip("-")) > _MAX_DIGITS:
             message = f"a number of {len(text.lstrip('-')):,} digits is too large"
             self.problems.append(Diagnostic("error", message, _span(token), "no count, width or size needs that"))
@@ -276,13 +398,15 @@ class _ToAst:
         return value
 
     def transform(self, tree: Tree[Token]) -> object:
-        children = [self.transform(c) if isinstance(c, Tree) else c for c in tree.children]
+        from lark import Tree
+
+        children = [self.transform(c) if isinstance(c, Tree) else _tok(c) for c in tree.children]
         method = getattr(self, tree.data, None)
         if method is None or tree.data.startswith("_") or tree.data == "transform":
             raise NotImplementedError(f"normdsl: grammar rule {tree.data!r} has no AST translation")
-        return method(tree.meta, children)
+        return method(_extent(tree.meta), children)
 
-    def start(self, meta: object, children: list[object]) -> Spec:
+    def start(self, meta: Tok | None, children: list[object]) -> Spec:
         for block, after in itertools.pairwise(children):
             if isinstance(block, BlockDef) and _statement(after).span.line == block.span.end_line:
                 self.problems.append(_run_on(block, _statement(after)))
@@ -293,44 +417,45 @@ class _ToAst:
         body = _nodes(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl | ScaleDecl))
         return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses, scalings=scalings)
 
-    def scale_defaults(self, meta: object, children: list[object]) -> ScaleDecl:
+    def scale_defaults(self, meta: Tok | None, children: list[object]) -> ScaleDecl:
         return ScaleDecl(None, tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
 
-    def scale_named(self, meta: object, children: list[object]) -> ScaleDecl:
+    def scale_named(self, meta: Tok | None, children: list[object]) -> ScaleDecl:
         name = children[0]
-        assert isinstance(name, Token)
-        return ScaleDecl(str(name)[:-1], tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
+        assert isinstance(name, Tok)
+        return ScaleDecl(name.text[:-1], tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
 
-    def call(self, meta: object, children: list[object]) -> Call:
+    def call(self, meta: Tok | None, children: list[object]) -> Call:
         name = children[0]
-        assert isinstance(name, Token)
-        return Call(str(name)[:-1], tuple(_expr(c) for c in children[1:]), _span(meta))
+        assert isinstance(name, Tok)
+        return Call(name.text[:-1], tuple(_expr(c) for c in children[1:]), _span(meta))
 
-    def use_decl(self, meta: object, children: list[Token]) -> UseDecl:
+    def use_decl(self, meta: Tok | None, children: list[Tok]) -> UseDecl:
         (path,) = children
         if path.type == "STD_PATH":
-            return UseDecl(str(path).removeprefix("std/"), True, _span(meta))
-        return UseDecl(json.loads(path), False, _span(meta))
+            return UseDecl(path.text.removeprefix("std/"), True, _span(meta))
+        return UseDecl(json.loads(path.text), False, _span(meta))
 
-    def input_decl(self, meta: object, children: list[Token]) -> InputDecl:
+    def input_decl(self, meta: Tok | None, children: list[Tok]) -> InputDecl:
         return InputDecl(tuple(self.number(t) for t in children[1:]), _span(meta))
 
-    def block_def(self, meta: object, children: list[object]) -> BlockDef:
+    def block_def(self, meta: Tok | None, children: list[object]) -> BlockDef:
         head, *params, body = children
-        assert isinstance(head, Token)
+        assert isinstance(head, Tok)
         params_ = tuple(p for p in params if isinstance(p, Param))
-        return BlockDef(str(head)[:-1], params_, _node(body), _span(meta), _name_span(head, len(head) - 1))
+        return BlockDef(head.text[:-1], params_, _node(body), _span(meta), _name_span(head, len(head.text) - 1))
 
-    def alias_def(self, meta: object, children: list[object]) -> BlockDef:
+    def alias_def(self, meta: Tok | None, children: list[object]) -> BlockDef:
         name, body = children
-        assert isinstance(name, Token)
-        return BlockDef(str(name), (), _node(body), _span(meta), _span(name))
+        assert isinstance(name, Tok)
+        return BlockDef(name.text, (), _node(body), _span(meta), _span(name))
 
-    def param(self, meta: object, children: list[object]) -> Param:
+    def param(self, meta: Tok | None, children: list[object]) -> Param:
         name, *default = children
-        return Param(str(name), _value(default[0]) if default else None, _span(meta))
+        assert isinstance(name, Tok)
+        return Param(name.text, _value(default[0]) if default else None, _span(meta))
 
-    def repeat(self, meta: object, children: list[object]) -> Repeat:
+    def repeat(self, meta: Tok | None, children: list[object]) -> Repeat:
         unit, count = _node(children[0]), _expr(children[1])
         body = unit.body if isinstance(unit, Repeat) and unit.count == 1 else (unit,)
         span = _span(meta)
@@ -343,92 +468,96 @@ class _ToAst:
             )
         return Repeat(body, count, span, count_span)
 
-    def group(self, meta: object, children: list[Node]) -> Repeat:
+    def group(self, meta: Tok | None, children: list[Node]) -> Repeat:
         return Repeat(tuple(children), 1, _span(meta))
 
-    def seq(self, meta: object, children: list[Node]) -> tuple[Node, ...]:
+    def seq(self, meta: Tok | None, children: list[Node]) -> tuple[Node, ...]:
         return tuple(children)
 
-    def residual(self, meta: object, children: list[object]) -> Residual:
+    def residual(self, meta: Tok | None, children: list[object]) -> Residual:
         head, body, *rest = children
         shortcut = next((c for c in rest if isinstance(c, tuple)), None)  # a seq; a first= value is a NAME token
-        first = next((c for c in rest if isinstance(c, Token)), None)
-        gate = str(head) == "gate("
-        if first is not None and str(first) not in ("body", "shortcut"):
+        first = next((c for c in rest if isinstance(c, Tok)), None)
+        assert isinstance(head, Tok)
+        gate = head.text == "gate("
+        if first is not None and first.text not in ("body", "shortcut"):
             hint = "first=body writes Add()([body, shortcut]); first=shortcut (the default) Add()([shortcut, body])"
-            self.problems.append(Diagnostic("error", f"first= takes body or shortcut, got {first}", _span(first), hint))
+            message = f"first= takes body or shortcut, got {first.text}"
+            self.problems.append(Diagnostic("error", message, _span(first), hint))
         span = _span(meta)
-        return Residual(_seq(body), None if shortcut is None else _seq(shortcut), span, gate, str(first) == "body")
+        body_first = first is not None and first.text == "body"
+        return Residual(_seq(body), None if shortcut is None else _seq(shortcut), span, gate, body_first)
 
-    def concat(self, meta: object, children: list[object]) -> Concat:
+    def concat(self, meta: Tok | None, children: list[object]) -> Concat:
         return Concat(tuple(_seq(c) for c in children[1:]), _span(meta))
 
-    def bare_layer(self, meta: object, children: list[Token]) -> Layer:
-        return self.layer(children[0], str(children[0]), None, (), meta)
+    def bare_layer(self, meta: Tok | None, children: list[Tok]) -> Layer:
+        return self.layer(children[0], children[0].text, None, (), meta)
 
-    def call_layer(self, meta: object, children: list[object]) -> Layer:
+    def call_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name = children[0]
-        assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], None, tuple(_arg(a) for a in children[1:]), meta)
+        assert isinstance(name, Tok)
+        return self.layer(name, name.text[:-1], None, tuple(_arg(a) for a in children[1:]), meta)
 
-    def width_layer(self, meta: object, children: list[object]) -> Layer:
+    def width_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name, width = children
-        assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], _expr(width), (), meta)
+        assert isinstance(name, Tok)
+        return self.layer(name, name.text[:-1], _expr(width), (), meta)
 
-    def width_call_layer(self, meta: object, children: list[object]) -> Layer:
+    def width_call_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name, width, _close, *args = children
-        assert isinstance(name, Token)
-        return self.layer(name, str(name)[:-1], _expr(width), tuple(_arg(a) for a in args), meta)
+        assert isinstance(name, Tok)
+        return self.layer(name, name.text[:-1], _expr(width), tuple(_arg(a) for a in args), meta)
 
-    def layer(self, token: Token, name: str, width: Expr | None, args: tuple[Arg, ...], meta: object) -> Layer:
+    def layer(self, token: Tok, name: str, width: Expr | None, args: tuple[Arg, ...], meta: Tok | None) -> Layer:
         sized = _SIZED.fullmatch(name) if width is None else None
         kind, width = (sized[1], self.number(token, sized[2])) if sized else (name, width)
         return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
-    def kwarg(self, meta: object, children: list[object]) -> Arg:
+    def kwarg(self, meta: Tok | None, children: list[object]) -> Arg:
         key, value = children
-        return Arg(str(key), _value(value), _span(meta))
+        assert isinstance(key, Tok)
+        return Arg(key.text, _value(value), _span(meta))
 
-    def posarg(self, meta: object, children: list[Value]) -> Arg:
+    def posarg(self, meta: Tok | None, children: list[Value]) -> Arg:
         return Arg(None, children[0], _span(meta))
 
-    def integer(self, meta: object, children: list[Token]) -> int:
+    def integer(self, meta: Tok | None, children: list[Tok]) -> int:
         return self.number(children[0])
 
-    def real(self, meta: object, children: list[Token]) -> float:
-        value = float(children[0])
+    def real(self, meta: Tok | None, children: list[Tok]) -> float:
+        value = float(children[0].text)
         if not math.isfinite(value):  # 1e999: Python's inf, which no setting takes and no code can write
-            self.problems.append(Diagnostic("error", f"{children[0]} is too large a number", _span(children[0])))
+            self.problems.append(Diagnostic("error", f"{children[0].text} is too large a number", _span(children[0])))
         return value
 
-    def string(self, meta: object, children: list[Token]) -> str:
-        value: str = json.loads(children[0])  # the grammar admits only JSON's \" \\ \n \t escapes
+    def string(self, meta: Tok | None, children: list[Tok]) -> str:
+        value: str = json.loads(children[0].text)  # the grammar admits only JSON's \" \\ \n \t escapes
         return value
 
-    def word(self, meta: object, children: list[Token]) -> Value:
-        word = str(children[0])
+    def word(self, meta: Tok | None, children: list[Tok]) -> Value:
+        word = children[0].text
         return {"true": True, "false": False}.get(word, Word(word))
 
-    def pair(self, meta: object, children: list[Value]) -> Value:
+    def pair(self, meta: Tok | None, children: list[Value]) -> Value:
         return tuple(children)
 
-    def num(self, meta: object, children: list[Token]) -> int:
+    def num(self, meta: Tok | None, children: list[Tok]) -> int:
         return self.number(children[0])
 
-    def ref(self, meta: object, children: list[Token]) -> Ref:
-        return Ref(str(children[0]), _span(meta))
+    def ref(self, meta: Tok | None, children: list[Tok]) -> Ref:
+        return Ref(children[0].text, _span(meta))
 
-    def add(self, meta: object, children: list[Expr]) -> BinOp:
+    def add(self, meta: Tok | None, children: list[Expr]) -> BinOp:
         return BinOp("+", children[0], children[1], _span(meta))
 
-    def sub(self, meta: object, children: list[Expr]) -> BinOp:
+    def sub(self, meta: Tok | None, children: list[Expr]) -> BinOp:
         return BinOp("-", children[0], children[1], _span(meta))
 
-    def mul(self, meta: object, children: list[Expr]) -> BinOp:
+    def mul(self, meta: Tok | None, children: list[Expr]) -> BinOp:
         return BinOp("*", children[0], children[1], _span(meta))
 
-    def floordiv(self, meta: object, children: list[Expr]) -> BinOp:
+    def floordiv(self, meta: Tok | None, children: list[Expr]) -> BinOp:
         return BinOp("//", children[0], children[1], _span(meta))
 
 
@@ -480,27 +609,30 @@ def _run_on(block: BlockDef, after: Statement) -> Diagnostic:
     return Diagnostic("error", message, span, hint)
 
 
-def _name_span(token: Token, length: int) -> Span:
-    line, column, start = token.line, token.column, token.start_pos
-    assert line is not None and column is not None and start is not None
+def _name_span(token: Tok, length: int) -> Span:
+    line, column, start = token.line, token.column, token.start
     return Span(line, column, line, column + length, start, start + length)
 
 
 def _check_nesting(tree: Tree[Token], text: str, filename: str, max_nesting: int) -> None:
     """Reject specs nested deeper than ``max_nesting`` levels of groups, paths, tuples or arithmetic,
     before anything walks the tree recursively."""
+    from lark import Tree
+
     stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > max_nesting:
             message = f"the spec nests groups, paths or expressions more than {max_nesting} deep"
             hint = "flatten it, or repeat a group instead of nesting it"
-            raise SpecError([Diagnostic("error", message, _span(node.meta), hint)], text, filename)
+            raise SpecError([Diagnostic("error", message, _span(_extent(node.meta)), hint)], text, filename)
         nested = depth + (node.data in _NESTING)
         stack.extend((c, nested) for c in node.children if isinstance(c, Tree))
 
 
-_NESTING = {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordiv", "call", "block_def", "alias_def"}
+_NESTING = frozenset(
+    {"group", "residual", "concat", "pair", "add", "sub", "mul", "floordiv", "call", "block_def", "alias_def"}
+)
 
 
 # ---- syntax errors in plain words -------------------------------------------------------------
@@ -532,12 +664,16 @@ _CHAR_HINTS = {
 @functools.cache
 def _token_texts() -> dict[str, str | None]:
     """Each token's text if it is plain text ("res(", "="), else None (a pattern such as NAME's)."""
+    from lark.lexer import PatternStr
+
     return {t.name: t.pattern.value if isinstance(t.pattern, PatternStr) else None for t in _lark().terminals}
 
 
 def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
     """A lark error in words: what was found, a hint (a known mistake rewritten, else the tokens that
     could have come), and a note at the bracket still open if it was opened on an earlier line."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
     pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
     texts = _token_texts()
     opened = _unclosed(exc)
@@ -562,7 +698,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str) -> Diagnostic:
         hint = pair_rewrite(text, pos, str(token)) or hint
     hint = hint or expected(exc.accepts or exc.expected, texts)
     if token.type != "$END":
-        return Diagnostic("error", f"unexpected {str(token)!r}", _span(token), hint, notes)
+        return Diagnostic("error", f"unexpected {str(token)!r}", _span(_tok(token)), hint, notes)
     end = len(text.rstrip())  # just after the last thing written, not on a trailing empty line
     notes = _opened_here(opened) if opened is not None else ()
     return Diagnostic("error", "the spec ends too early", Span.at(text, end, 0), hint, notes)
@@ -572,6 +708,8 @@ def _unclosed(exc: UnexpectedInput) -> Token | None:
     """The innermost '(' or '{' still open where the parser stopped. Finished groups, calls and
     expressions are trees on the parser's stack; the tokens still on it are matched like brackets
     ("conv{" opens, "}(" closes and opens, ")" closes)."""
+    from lark import Token
+
     state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
     opened: list[Token] = []
     for value in getattr(state, "value_stack", ()):
@@ -585,6 +723,6 @@ def _unclosed(exc: UnexpectedInput) -> Token | None:
 
 def _opened_here(token: Token) -> tuple[tuple[str, Span], ...]:
     """A note pointing at the bracket that ends ``token`` (the '(' of conv64()."""
-    span = _span(token)
+    span = _span(_tok(token))
     bracket = Span(span.end_line, span.end_column - 1, span.end_line, span.end_column, span.end - 1, span.end)
     return ((f"'{token[-1]}' opened here", bracket),)

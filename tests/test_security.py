@@ -230,19 +230,23 @@ def fresh_parse(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[s
 def test_a_planted_pickle_in_the_cache_runs_nothing(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path).stdout.strip() == "2"
-    [written] = (cache / "normdsl").glob("parser-*.json")
-    assert written.stat().st_mode & 0o777 == 0o600
-    json.loads(written.read_text())  # JSON, not a pickle
+    written = sorted((cache / "normdsl").glob("*.json"))
+    assert [p.name.split("-")[0] for p in written] == ["parser", "tables"]  # lark's parser, the driver's tables
     import pickle
 
     class Boom:
         def __reduce__(self) -> tuple[Any, ...]:
             return (os.system, (f"touch {tmp_path / 'PWNED'}",))
 
-    written.write_bytes(pickle.dumps(Boom()))
+    for file in written:
+        assert file.stat().st_mode & 0o777 == 0o600
+        json.loads(file.read_text())  # JSON, not a pickle
+        file.write_bytes(pickle.dumps(Boom()))
     result = fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path)
     assert result.stdout.strip() == "2", result.stderr
     assert not (tmp_path / "PWNED").exists()
+    for file in written:
+        json.loads(file.read_text())  # written again
 
 
 def test_the_cache_folder_must_be_private_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,13 +269,15 @@ def test_the_cache_folder_must_be_private_and_absolute(tmp_path: Path, monkeypat
 def test_a_symlinked_cache_file_is_not_followed(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path)
-    [written] = (cache / "normdsl").glob("parser-*.json")
+    written = sorted((cache / "normdsl").glob("*.json"))
+    assert len(written) == 2  # lark's parser, the driver's tables
     target = tmp_path / "elsewhere.json"
     target.write_text('{"key": "not this one"}')
-    written.unlink()
-    written.symlink_to(target)
+    for file in written:
+        file.unlink()
+        file.symlink_to(target)
     assert fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path).stdout.strip() == "2"
-    assert not written.is_symlink()  # replaced by a file of its own, atomically
+    assert not any(file.is_symlink() for file in written)  # replaced by files of their own, atomically
     assert target.read_text() == '{"key": "not this one"}'  # never written through the link
 
 
@@ -721,6 +727,8 @@ def test_a_planted_cache_with_foreign_options_is_ignored(tmp_path: Path) -> None
     data = json.loads(written.read_text())
     data["data"]["options"]["_plugins"] = {"LexerThread": "x"}
     written.write_text(json.dumps(data))
+    for tables in (cache / "normdsl").glob("tables-*.json"):
+        tables.unlink()  # (so that lark's parser is loaded to export them again)
     result = fresh_parse({"XDG_CACHE_HOME": str(cache)}, tmp_path)
     assert result.stdout.strip() == "2" and "Traceback" not in result.stderr
 

@@ -1,0 +1,138 @@
+"""The driver of lalr.py (lark's tables run without lark, the AST built as it reduces) against lark itself
+on grammar/normdsl.lark: the same AST, spans included, for every example, standard-library file, golden
+case and fuzzed input, with the default limits and with tight ones; where lark reports a problem the driver
+stops (and parse() reports lark's diagnostics) or reports the same problems."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, ROOT
+from hypothesis import given
+from hypothesis import strategies as st
+from test_fuzz import SPECIAL, VOCABULARY, mutated_example
+
+import normdsl
+from normdsl import lalr, parser
+from normdsl.limits import DEFAULT_LIMITS
+
+CASES = sorted((ROOT / "tests" / "cases").rglob("*.nd"))
+STD = sorted((ROOT / "normdsl" / "std").glob("*.nd"))
+TIGHT = [
+    DEFAULT_LIMITS,
+    normdsl.Limits(max_nodes=60),
+    normdsl.Limits(max_layers=4),
+    normdsl.Limits(max_nesting=2),
+]
+
+
+def by_lark(text: str, limits: normdsl.Limits) -> str:
+    try:
+        return repr(parser.parse_with_lark(text, limits=limits))
+    except normdsl.SpecError as exc:
+        return "error: " + exc.render()
+
+
+def agree(text: str) -> None:
+    tables = parser._tables()
+    assert tables is not None
+    for limits in TIGHT:
+        expected = by_lark(text, limits)
+        translate = parser._ToAst()
+        try:
+            spec = lalr.run(
+                tables,
+                text,
+                translate,
+                max_nodes=limits.max_nodes,
+                max_layers=limits.max_layers,
+                layer_rules=parser._LAYER_RULES,
+                nesting_rules=parser._NESTING,
+                max_nesting=limits.max_nesting,
+            )
+        except lalr.Unsupported:
+            assert expected.startswith("error: "), f"the driver gave up on a spec lark reads: {text!r}"
+        else:
+            if translate.problems:
+                got = "error: " + normdsl.SpecError(translate.problems, text, "<spec>").render()
+            else:
+                assert isinstance(spec, normdsl.Spec)
+                got = repr(parser.dataclasses.replace(spec, filename="<spec>", source=text))
+            assert got == expected, text
+        try:
+            public = repr(normdsl.parse(text, limits=limits))
+        except normdsl.SpecError as exc:
+            public = "error: " + exc.render()
+        assert public == expected
+
+
+@pytest.mark.parametrize("path", EXAMPLES + STD + CASES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_std_file_and_case_parses_as_lark_parses_it(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    agree(text)
+    if not by_lark(text, DEFAULT_LIMITS).startswith("error"):
+        assert normdsl.parse(text) == parser.parse_with_lark(text)
+
+
+@given(st.lists(st.sampled_from(VOCABULARY + SPECIAL), max_size=40).map(" ".join))
+def test_token_soup_agrees(text: str) -> None:
+    agree(text)
+
+
+@given(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(SPECIAL + VOCABULARY)), max_size=30).map("".join))
+def test_glued_text_agrees(text: str) -> None:
+    agree(text)
+
+
+@given(mutated_example())
+def test_mutated_examples_agree(text: str) -> None:
+    agree(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "# only a comment",
+        "input(8, 8, 3)\nlet b(f, s=1) = res(conv{f}(s=s) bn relu, shortcut=conv{4*f}(k=1, s=s), first=body)\nb(8)",
+        "let letter = relu\nletter use_x = relu",  # keywords inside names, names made of keywords
+        'use std/se\nuse "x.nd"\nscaling(width=1.0)\nscaling b1(width=1.1, depth=1.2)\nconv{w(32)} relu*{d(3)}',
+        'conv8(k=(3, 3), pad=same, name="a\\"b", eps=1e-5, x=-1, y=.5) gate(relu, first=shortcut)',
+        "conv8 (bn relu)*2 cat(relu, (gn(2) relu)*2, relu) conv{((2+3)*4)//2-1}(k=1)",
+        "conv8\r\nbn\x0c relu\t#c\n  gn(1)",
+    ],
+)
+def test_corners_agree(text: str) -> None:
+    agree(text)
+
+
+def test_the_tables_are_cached_exported_again_when_stale_and_the_check_path_imports_no_lark(tmp_path: Path) -> None:
+    """A first run exports the tables (lark imported); later runs read them and import no lark at all; a
+    cache for other grammar text (a stale or planted file) is exported over."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    env.pop("NORMDSL_NO_CACHE", None)
+    code = (
+        "import sys, normdsl; n = normdsl.check(open(sys.argv[1]).read());"
+        " print(n.params, 'lark' in sys.modules, 'lark' in ' '.join(sys.modules))"
+    )
+    resnet = str(ROOT / "examples" / "resnet50.nd")
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", code, resnet], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    first = run()
+    assert first[1] == "True"  # exported from lark
+    [cached] = (tmp_path / "normdsl").glob("tables-*.json")
+    assert run() == [first[0], "False", "False"]  # read back: lark never imported
+    data = json.loads(cached.read_text())
+    data["stamp"][0] = data["stamp"][0].replace("INT:", "INT :")  # as if the grammar had changed
+    data["tables"]["states"] = []  # and the tables were wrong for it
+    cached.write_text(json.dumps(data))
+    assert run() == first
+    assert run() == [first[0], "False", "False"]
