@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as _json
-from importlib import resources as _resources
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import Literal as _Literal
@@ -52,7 +51,9 @@ def json_schema(name: _Literal["spec", "summary"]) -> dict[str, _Any]:
     output, as shipped in the package; a document's ``"schema"`` field is its schema's ``$id``."""
     if name not in SCHEMAS:
         raise ValueError(f"json_schema() knows {', '.join(map(repr, SCHEMAS))}, got {name!r:.60}")
-    text = _resources.files(__name__).joinpath("schemas", SCHEMAS[name]).read_text(encoding="utf-8")
+    from importlib import resources  # (slow to import: only here)
+
+    text = resources.files(__name__).joinpath("schemas", SCHEMAS[name]).read_text(encoding="utf-8")
     schema: dict[str, _Any] = _json.loads(text)
     return schema
 

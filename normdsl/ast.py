@@ -56,6 +56,8 @@ Value = int | float | bool | str | tuple["Value", ...] | Ref | BinOp | Call
 
 @dataclass(frozen=True, slots=True)
 class Arg:
+    """An argument as written: k=3 (key k) or 16 of gn(16) (key None)."""
+
     key: str | None  # None for a positional argument
     value: Value
     span: Span
@@ -115,12 +117,16 @@ Node = Layer | Repeat | Residual | Concat
 
 @dataclass(frozen=True, slots=True)
 class InputDecl:
+    """input(H, W, C): the model's input shape as written."""
+
     shape: tuple[int, ...]
     span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    """A block parameter: f, or s=1 with its default."""
+
     name: str
     default: Value | None
     span: Span
@@ -157,6 +163,8 @@ class UseDecl:
 
 @dataclass(frozen=True, slots=True)
 class Spec:
+    """A parsed spec: the model's items, its input, blocks, uses and scalings, and its text."""
+
     body: tuple[Node, ...]
     inputs: tuple[InputDecl, ...] = ()  # as written; check() accepts one, before the first layer
     blocks: tuple[BlockDef, ...] = ()

@@ -521,7 +521,7 @@ class _Checker:
             if name in KERAS_NAMES:
                 hint = f"Keras names the model's input {name!r}; choose another name"
                 self.error(f"layer name {name!r} is taken by Keras", where[0], hint)
-            elif (auto := _AUTO_NAME.fullmatch(name)) is not None:
+            elif (auto := _auto_name().fullmatch(name)) is not None:
                 hint = f"Keras names unnamed layers {auto[1]}, {auto[1]}_1, ...; choose another name"
                 self.error(f"layer name {name!r} may be taken by Keras", where[0], hint)
             elif len(where) > 1:
@@ -727,7 +727,12 @@ def snake_case(keras_class: str) -> str:
 # conv2d, conv2d_1, re_lu_3: the names Keras makes up for unnamed layers of the classes specs use
 _CLASSES = {k.keras_class for k in KINDS.values()} | {k.with_args.keras_class for k in KINDS.values() if k.with_args}
 _CLASSES |= {k.keras_class for k in MERGES.values()}
-_AUTO_NAME = re.compile("(" + "|".join(sorted(snake_case(c) for c in _CLASSES)) + r")(_[0-9]+)?")
+
+
+@functools.cache
+def _auto_name() -> re.Pattern[str]:
+    """A pattern of those names (compiled on first need: a spec naming no layer never does)."""
+    return re.compile("(" + "|".join(sorted(snake_case(c) for c in _CLASSES)) + r")(_[0-9]+)?")
 
 
 def _shown(shape: Shape) -> str:

@@ -10,8 +10,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +146,8 @@ class Report:
 
     def internal(self, subject: str, exc: BaseException) -> None:
         if self.verbose:
+            import traceback
+
             traceback.print_exception(exc, file=sys.stderr)
         self.error(f"{subject}{shown(one_line(repr(exc)))[:500]}", label="internal error:")
 
@@ -767,6 +767,8 @@ def _standard_error_held() -> Iterator[None]:
         yield
         return
     try:
+        import tempfile
+
         with tempfile.TemporaryFile() as held:
             os.dup2(held.fileno(), 2)
             try:
@@ -791,7 +793,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="normdsl", description="Check, summarize and generate Keras models from normdsl specs."
     )
     top.add_argument("--version", action="version", version=f"normdsl {__version__}")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="normdsl")  # (prog: no formatter)
 
     def command(name: str, run: object, help: str, *, many: bool = True, model: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)

@@ -29,6 +29,8 @@ from normdsl.summary import BYTES_PER_VALUE, batch_shape, memory
 
 @dataclass(frozen=True, slots=True)
 class Variant:
+    """One variant compared: a spec with a normalization."""
+
     name: str  # what tells it apart: gn(16), or resnet50.nd gn(16) when several specs are compared
     filename: str
     source: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -39,6 +38,8 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """One problem (or warning) at a span, with a hint and notes."""
+
     severity: Severity
     message: str
     span: Span
@@ -89,6 +90,8 @@ class RenderError(RuntimeError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """``did you mean 'bn'?`` for the closest choice, if one is close."""
+    import difflib  # (only when something is misspelled)
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 

@@ -565,6 +565,8 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 @dataclass(frozen=True, slots=True)
 class Head:
+    """The model's head as a training script sees it: task kind, classes, loss."""
+
     kind: str
     classes: int
     loss: str

@@ -26,6 +26,8 @@ _GAP = re.compile(r"#[^\n]*|\n")  # what a gap between tokens may hold besides w
 
 @dataclass(slots=True)
 class _Token:
+    """A token of the spec with what stands before it."""
+
     text: str
     start: int  # offset in the text: statements are found by where they start
     gap: list[str] = field(default_factory=list)  # before the token: "\n" and comments, in order
@@ -87,6 +89,8 @@ class _Open:
 
 @dataclass
 class _Layout:
+    """Lines being laid out within a width."""
+
     width: int
     starts: frozenset[int]
     lines: list[str] = field(default_factory=list)

@@ -28,6 +28,8 @@ class Use:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
+    """A layer or merge of the expanded graph, its arguments evaluated, wired to its inputs."""
+
     kind: str  # a layer kind (checked against the registry later); for a merge, its name (res, cat)
     width: int | None
     args: tuple[Arg, ...]  # values evaluated: no Ref or BinOp left

@@ -98,6 +98,8 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Program:
+    """The generated module: block functions, the model's operations and its output."""
+
     blocks: tuple[Block, ...]  # the blocks the model uses, in the order they are defined
     body: tuple[Op, ...]  # the model's operations, from inputs to output
     output: str  # the variable holding the model's output

@@ -30,6 +30,8 @@ class Problem(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Figures:
+    """A layer's output shape, weights and multiply-accumulates."""
+
     shape: Shape
     trainable: int = 0
     non_trainable: int = 0
@@ -57,6 +59,8 @@ NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    """A layer kind's parameter: its spelling in specs and in Keras, type, range and default."""
+
     key: str  # as written in the spec: k
     keras: str  # the Keras keyword: kernel_size
     type: ValueType
@@ -443,6 +447,8 @@ def _one(rule: Callable[[Shape, Config], Figures]) -> Rule:
 
 @dataclass(frozen=True, slots=True)
 class LayerKind:
+    """One entry of the registry: a layer kind, its Keras class, parameters and rules."""
+
     name: str
     keras_class: str
     rule: Rule

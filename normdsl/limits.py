@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """Every resource bound of parsing, checking and expanding a spec."""
+
     max_layers: int = 100_000  # layers after multiplying out every repetition and block use (and as written)
     max_nodes: int = 500_000  # syntax nodes the parser builds (layers, arguments, numbers): bounds its work
     max_nesting: int = 64  # groups, residual/branch paths, tuples and arithmetic inside each other

@@ -57,6 +57,8 @@ def _safe_char(c: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
+    """A statement of generated code with its comment and body."""
+
     code: PyCode  # a statement (black-split when longer than a line): x = layers.Conv2D(32, 3)(x), for _ in range(3):
     comment: SafeText = NO_COMMENT  # where it comes from in the spec: groupnorm.nd:4:23  gn(16)
     trailing: bool = False  # the comment ends the line (it fits black's 88 columns); else it stands above

@@ -23,6 +23,8 @@ FUNCTIONS = {"w": 1, "d": 1, "max": 2, "min": 2}  # name → number of arguments
 
 @dataclass(frozen=True, slots=True)
 class Scaling:
+    """Width and depth multipliers, the divisor and rounding rule, and the scale's name."""
+
     width: float = 1.0
     depth: float = 1.0
     divisor: int = 8

@@ -20,7 +20,6 @@ Counting convention (Keras reports neither):
 from __future__ import annotations
 
 import functools
-import html as _html
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -214,6 +213,8 @@ def _connected(found: Sequence[Row]) -> Callable[[Row], str]:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
+    """A table to print: title, header, alignment and cells."""
+
     title: str
     header: tuple[str, ...]
     left: tuple[bool, ...]  # each column left-aligned (text) or right-aligned (figures)
@@ -295,7 +296,9 @@ def markdown(network: Network, *, depth: int | None = None) -> str:
 def html(network: Network, *, depth: int | None = None) -> str:
     """The summary as an HTML table, every text HTML-escaped."""
     table = _table(network, depth)
-    e = _html.escape
+    import html  # (only for HTML)
+
+    e = html.escape
 
     def cells(tag: str, row: tuple[str, ...]) -> str:
         aligned = zip(row, table.left, strict=True)

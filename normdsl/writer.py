@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,6 +132,8 @@ def write_atomically(path: Path, produce: Callable[[Path], None]) -> None:
         with _terminating_signals_raise():
             prefix, suffix = _temporary_affixes(path)
             try:
+                import tempfile  # (only when writing)
+
                 fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror or type(exc).__name__, str(path.parent)) from exc

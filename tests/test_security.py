@@ -648,7 +648,7 @@ def test_blocks_named_like_everything_a_template_uses_are_defined_once_and_ruff_
 
 
 def test_keras_auto_names_are_predicted_and_refused_as_layer_names(keras: Any) -> None:
-    from normdsl.check import _AUTO_NAME, _CLASSES, snake_case
+    from normdsl.check import _CLASSES, _auto_name, snake_case
 
     every = (
         "input(16, 16, 4) conv8(pad=same) bn ln in gn(2) relu(max=6) gelu dwconv(pad=same) sepconv8(pad=same)"
@@ -662,7 +662,7 @@ def test_keras_auto_names_are_predicted_and_refused_as_layer_names(keras: Any) -
     named = {type(layer).__name__: layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"}
     assert set(named) == _CLASSES
     for cls, name in named.items():
-        match = _AUTO_NAME.fullmatch(name)
+        match = _auto_name().fullmatch(name)
         assert match is not None and match[1] == snake_case(cls), (cls, name)
     for name in ("conv2d", "conv2d_3", "activation", "add_1", "re_lu", "batch_normalization_12"):
         assert "may be taken by Keras" in errors_of(f'input(8, 8, 3) conv8(name="{name}") relu')
