@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from lark import Lark
@@ -27,20 +27,18 @@ class Unsupported(Exception):
     """The driver stops where lark would report a problem: lark's own parse says what it is."""
 
 
-class Tok:
+class Tok(NamedTuple):
     """A token (text and terminal name) or a node's extent (text and type empty), positioned as lark
     positions them: 1-based line and column, end exclusive, and 0-based offsets."""
 
-    __slots__ = ("column", "end", "end_column", "end_line", "line", "start", "text", "type")
-
-    def __init__(
-        self, text: str, type: str, line: int, column: int, start: int, end_line: int, end_column: int, end: int
-    ) -> None:
-        self.text, self.type, self.line, self.column, self.start = text, type, line, column, start
-        self.end_line, self.end_column, self.end = end_line, end_column, end
-
-    def __repr__(self) -> str:
-        return f"Tok({self.type!r}, {self.text!r}, {self.line}:{self.column})"
+    text: str
+    type: str
+    line: int
+    column: int
+    start: int
+    end_line: int
+    end_column: int
+    end: int
 
 
 def export(parser: Lark) -> dict[str, Any]:
@@ -187,18 +185,28 @@ def run(
 ) -> object:
     """Parse ``text``, calling ``methods``'s method named after each rule (or alias) with the node's
     extent and its children as the rule reduces; the start rule's value is returned."""
-    rules = tables.rules
-    bound: list[Callable[[Tok | None, list[Any]], object]] = []
-    for rule in rules:
+    plans = []
+    for rule in tables.rules:
         method = _none if rule.splice else getattr(methods, rule.name, None)
-        bound.append(method or _missing(rule.name))
-    nesting = [rule.name in nesting_rules for rule in rules]
+        plans.append(
+            (
+                rule.size,
+                rule.origin,
+                rule.splice,
+                rule.expand1,
+                rule.plan,
+                method or _missing(rule.name),
+                int(rule.name in nesting_rules),
+                rule.name in layer_rules,
+            )
+        )
     states, scanners, patterns = tables.states, tables.scanner_of_state, tables.patterns
     match, newline, ignore, end_state = tables.master.match, tables.newline, tables.ignore, tables.end
+    new = tuple.__new__
     state_stack = [tables.start]
     values: list[Any] = []
-    extents: list[Tok | None] = []
-    depths: list[int] = []
+    extents: list[Tok | None] = []  # (lark's "container" positions, which parents take their spans from)
+    depths: list[int] = []  # nesting below each node as lark's check counts it; -1 for a token
     pos, line, line_start, length = 0, 1, 0, len(text)
     nodes = layers = 0
     token: Tok | None
@@ -214,11 +222,9 @@ def run(
                 if m is None:
                     raise Unsupported
                 kind = m.lastgroup
-            assert kind is not None
             value = m.group()
             start, token_line = pos, line
-            column = pos - line_start + 1
-            pos += len(value)
+            pos = m.end()
             if kind in newline:
                 count = value.count("\n")
                 if count:
@@ -233,11 +239,11 @@ def run(
                 nodes += 1
                 if nodes > max_nodes:
                     raise Unsupported
-            token = Tok(value, kind, token_line, column, start, line, pos - line_start + 1, pos)
+            token = new(Tok, (value, kind, token_line, start - line_start + 1, start, line, pos - line_start + 1, pos))
         else:
             token, kind = None, "$END"
         while True:
-            action = states[state_stack[-1]].get(kind)
+            action = states[state_stack[-1]].get(kind)  # type: ignore[arg-type]
             if action is None:
                 raise Unsupported
             if action >= 0:  # shift
@@ -248,32 +254,35 @@ def run(
                 extents.append(token)
                 depths.append(-1)
                 break
-            number = ~action
-            rule = rules[number]
-            size = rule.size
-            if size:
-                children = values[-size:]
-                spans: Sequence[Tok | None] = extents[-size:]
-                depth = max(depths[-size:])
-                del values[-size:], extents[-size:], depths[-size:], state_stack[-size:]
+            size, origin, splice, expand1, plan, method, nests, layer = plans[~action]
+            if size == 1:  # (most reductions: the node spans its one child, nested as deep)
+                children = [values.pop()]
+                extent = extents.pop()
+                depth = depths.pop()
+                state_stack.pop()
             else:
-                children, spans, depth = [], (), -1
-            first = last = None
-            for span in spans:
-                if span is not None:
-                    first = span
-                    break
-            if first is not None:
-                for span in reversed(spans):
+                if size:
+                    children = values[-size:]
+                    spans: Sequence[Tok | None] = extents[-size:]
+                    depth = max(depths[-size:])
+                    del values[-size:], extents[-size:], depths[-size:], state_stack[-size:]
+                else:
+                    children, spans, depth = [], (), -1
+                first = last = None
+                for span in spans:
                     if span is not None:
-                        last = span
+                        first = span
                         break
-            extent = (
-                None
-                if first is None or last is None
-                else Tok("", "", first.line, first.column, first.start, last.end_line, last.end_column, last.end)
-            )
-            plan = rule.plan
+                if first is not None:
+                    for span in reversed(spans):
+                        if span is not None:
+                            last = span
+                            break
+                extent = (
+                    None
+                    if first is None or last is None
+                    else new(Tok, ("", "", first[2], first[3], first[4], last[5], last[6], last[7]))
+                )
             if plan is not None:
                 filtered: list[Any] = []
                 for i, expand in plan:
@@ -284,26 +293,26 @@ def run(
                     else:  # (left recursion: the list grows in place)
                         filtered = children[i]
                 children = filtered
-            if rule.splice:
+            if splice:
                 result: object = children
-            elif rule.expand1 and len(children) == 1:
+            elif expand1 and len(children) == 1:
                 result = children[0]
             else:
                 nodes += 1
                 if nodes > max_nodes:
                     raise Unsupported
-                if rule.name in layer_rules:
+                if layer:
                     layers += 1
                     if layers > max_layers:
                         raise Unsupported
-                depth = depth + nesting[number] if depth >= 0 else 0
+                depth = depth + nests if depth >= 0 else 0
                 if depth > max_nesting:
                     raise Unsupported
-                result = bound[number](extent, children)
+                result = method(extent, children)
+            goto = states[state_stack[-1]][origin]
+            state_stack.append(goto)
             values.append(result)
             extents.append(extent)
             depths.append(depth)
-            goto = states[state_stack[-1]][rule.origin]
-            state_stack.append(goto)
             if token is None and goto == end_state:
-                return values[-1]
+                return result

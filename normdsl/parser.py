@@ -476,7 +476,7 @@ class _ToAst:
 
     def residual(self, meta: Tok | None, children: list[object]) -> Residual:
         head, body, *rest = children
-        shortcut = next((c for c in rest if isinstance(c, tuple)), None)  # a seq; a first= value is a NAME token
+        shortcut = next((c for c in rest if not isinstance(c, Tok)), None)  # a seq; a first= value is a NAME token
         first = next((c for c in rest if isinstance(c, Tok)), None)
         assert isinstance(head, Tok)
         gate = head.text == "gate("
@@ -575,7 +575,7 @@ def _nodes(items: Iterable[object]) -> tuple[Node, ...]:
 
 
 def _seq(item: object) -> tuple[Node, ...]:
-    assert isinstance(item, tuple), item
+    assert isinstance(item, tuple) and not isinstance(item, Tok), item
     return _nodes(item)
 
 
@@ -595,7 +595,7 @@ def _expr(item: object) -> Expr:
 
 
 def _value(item: object) -> Value:
-    assert isinstance(item, int | float | str | tuple | Ref | BinOp | Call), item
+    assert isinstance(item, int | float | str | tuple | Ref | BinOp | Call) and not isinstance(item, Tok), item
     return item  # (a tuple holds values: the grammar makes no other)
 
 
