@@ -21,7 +21,18 @@ from normdsl.ast import BinOp, BlockDef, Call, Concat, Layer, Node, Ref, Repeat,
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
 from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
 from normdsl.hints import layer_hint
-from normdsl.layers import ACTIVATIONS, COMPOSITES, KINDS, MERGES, KerasCall, Problem, Shape, keras_call, split_problem
+from normdsl.layers import (
+    ACTIVATIONS,
+    COMPOSITES,
+    KINDS,
+    MERGES,
+    Figures,
+    KerasCall,
+    Problem,
+    Shape,
+    keras_call,
+    split_problem,
+)
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.modules import Home
 from normdsl.network import NORM, NetLayer, Network, flag
@@ -110,6 +121,7 @@ class _Checker:
         self.spec, self.limits = spec, limits
         self.diagnostics: list[Diagnostic] = []
         self.resolved: dict[tuple[object, ...], KerasCall] = {}
+        self.inferred: dict[tuple[int, tuple[Shape, ...]], tuple[KerasCall, Figures]] = {}
         self.block_names: list[str] = []
         self.reported: set[tuple[Span, str, tuple[str, str] | None]] = set()
         self.warned: set[Diagnostic] = set()
@@ -438,7 +450,10 @@ class _Checker:
     def resolve(self, inst: Instance) -> KerasCall | None:
         """Validate an instance's kind, width and arguments into a Keras call (or report and return None)."""
         if inst.merge is not None:
-            return keras_call(MERGES[inst.merge], {}, None)
+            merge = ("merge", inst.merge)
+            if merge not in self.resolved:
+                self.resolved[merge] = keras_call(MERGES[inst.merge], {}, None)
+            return self.resolved[merge]
         # A valid call depends only on the values; an invalid one is resolved again at each site,
         # so that every site reports its problem.
         key = (inst.kind, inst.width, tuple((a.key, repr(a.value)) for a in inst.args))
@@ -469,7 +484,7 @@ class _Checker:
         self, inst: Instance, call: KerasCall, shapes: tuple[Shape, ...], inputs: tuple[int, ...]
     ) -> NetLayer | None:
         try:
-            figures = call.kind.rule(shapes, call.config)
+            figures = self.figures(call, shapes)
         except Problem as problem:
             text = inst.text if inst.round is None else f"{inst.text} ({inst.round})"
             self.at(inst, inst.span, text, f": {problem.message}", problem.hint)
@@ -503,6 +518,15 @@ class _Checker:
             uses=tuple(use.span for use in inst.stack),
             written=inst.written,
         )
+
+    def figures(self, call: KerasCall, shapes: tuple[Shape, ...]) -> Figures:
+        """A call's figures for its input shapes, computed once per distinct call and shapes (the call is
+        kept with them: its id stays its own)."""
+        key = (id(call), shapes)
+        found = self.inferred.get(key)
+        if found is None:
+            found = self.inferred[key] = (call, call.kind.rule(shapes, call.config))
+        return found[1]
 
     def allowed(self, layer: NetLayer, what: str) -> bool:
         """Whether a pragma allows ``what`` at the layer: in the spec, or in the used file it is written in."""
