@@ -53,8 +53,12 @@ COMMANDS: dict[str, list[str]] = {
     "scale-report": ["scale-report", RESNET, "--width", "0.5"],
     "fmt": ["fmt", "--diff", RESNET],
     "save": ["save", RESNET, "-o", "{tmp}/resnet50.keras", "--force"],
+    "diagram": ["diagram", RESNET, "-o", "{tmp}/resnet50.svg"],
+    "report": ["report", RESNET, "-o", "{tmp}/resnet50.html"],
+    "import": ["import", "keras.applications.ResNet50"],
 }
-SLOW = {"save"}  # commands that import TensorFlow: fewer runs
+SLOW = {"save", "import"}  # commands that import TensorFlow: fewer runs
+SERVERS = {"lsp"}  # not one command and done: its row is the language server's latency (section 5)
 TARGETS = {
     "check": ("python -c pass", 5.0),
     "summary": ("python -c pass", 5.0),
@@ -92,7 +96,8 @@ def cli_latency(runs: int, tmp: str, quick: bool) -> tuple[dict[str, float], lis
             times[name].append(time.perf_counter() - start)
             if done.returncode not in (0, 1):  # (fmt --diff exits 1 when it would change something)
                 raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode()[-2000:]}")
-    return {name: statistics.median(t) for name, t in times.items()}, [c for c in present if c not in COMMANDS]
+    unmeasured = [c for c in present if c not in COMMANDS and c not in SERVERS]
+    return {name: statistics.median(t) for name, t in times.items()}, unmeasured
 
 
 SCALING_CHILD = """
