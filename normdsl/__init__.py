@@ -21,6 +21,7 @@ if _TYPE_CHECKING:
     from normdsl.emit_keras import build_model
     from normdsl.emit_source import render
     from normdsl.fmt import format_spec as format
+    from normdsl.importer import from_keras
 
 __all__ = [
     "Diagnostic",
@@ -36,6 +37,7 @@ __all__ = [
     "diagram",
     "expand",
     "format",
+    "from_keras",
     "json_schema",
     "load_ipython_extension",
     "parse",
@@ -76,6 +78,10 @@ def __getattr__(name: str) -> _Any:
         from normdsl.fmt import format_spec
 
         return format_spec
+    if name == "from_keras":
+        from normdsl.importer import from_keras
+
+        return from_keras
     if name == "build_model":
         from normdsl.emit_keras import build_model
 

@@ -578,6 +578,42 @@ def cmd_save(args: argparse.Namespace, report: Report) -> int:
     return each(args, report, run)
 
 
+def cmd_import(args: argparse.Namespace, report: Report) -> int:
+    """normdsl import SOURCE: a Keras model as a spec (issue 19)."""
+    from normdsl.importer import ImportProblem, import_source
+    from normdsl.writer import guard, write_text
+
+    out = None if args.output in (None, "-") else Path(args.output)
+    if out is not None:
+        guard(out, force=args.force, ours=_imported_spec)
+    load_keras(report)
+    try:
+        with contextlib.nullcontext() if report.verbose else _standard_error_held():
+            text = import_source(args.source, keep_names=args.keep_names)
+    except ImportProblem as problem:
+        for line in problem.problems[:100]:
+            report.error(shown(line))
+        if len(problem.problems) > 100:
+            report.error(f"... and {len(problem.problems) - 100} more")
+        return EXIT_SPEC
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out, text)
+        lines = sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        print(f"wrote {shown(out)}: {lines} lines", file=sys.stderr)
+    return EXIT_OK
+
+
+def _imported_spec(path: Path) -> bool:
+    """A spec normdsl import wrote (its first line says so): one it may replace."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "by normdsl import." in f.readline(400)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def cmd_fmt(args: argparse.Namespace, report: Report) -> int:
     import difflib
 
@@ -868,6 +904,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_lsp)
     _picture_commands(command)
+    p = sub.add_parser(
+        "import",
+        help="write a Keras model as a compact spec that rebuilds it",
+        description="Write a Keras model as a compact spec that rebuilds it: the same layers and configurations"
+        " (names aside unless --keep-names), connections and parameter counts. SOURCE is a .keras file (its"
+        " config is read as data: none of its code runs), keras.applications.NAME (built with weights=None),"
+        " or module:function returning a model. Warning: module:function imports the module and calls the"
+        " function, which runs their code: import only modules you trust.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="model.keras, keras.applications.NAME or module:function")
+    p.add_argument("-o", "--output", metavar="OUT.nd", help="the spec file to write (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl import did not write it")
+    p.add_argument(
+        "--keep-names", action="store_true", help="keep each layer's name (name=...): no repetitions nor blocks then"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
+    p.set_defaults(run=cmd_import)
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")

@@ -71,8 +71,11 @@ def auto_names(network: Network) -> list[str | None]:
     taken = {str(v) for layer in network.layers for k, v in layer.kwargs if k == "name"}
     counts: Counter[str] = Counter()
     names: list[str | None] = []
+    # x + 3.0 is an operation Keras names itself (add, add_1, ... from a counter of its own): the Add and
+    # Multiply layers beside such operations are left to Keras's naming too, or the names could collide
+    operations = {snake_case(layer.keras_class) for layer in network.layers if _operator(layer) is not None}
     for layer in network.layers:
-        if any(k == "name" for k, _ in layer.kwargs):
+        if any(k == "name" for k, _ in layer.kwargs) or snake_case(layer.keras_class) in operations:
             names.append(None)
             continue
         base = snake_case(layer.keras_class)
