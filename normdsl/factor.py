@@ -57,11 +57,11 @@ def item_text(item: Item) -> str:
         args = ", ".join(_arg_text(k, v) for k, v in item.args)
         return f"{item.kind}{width}" + (f"({args})" if args else "")
     if isinstance(item, Use):
-        return item.block + (f"({', '.join(value_text(a) for a in item.args)})" if item.args else "")
+        return item.block + (f"({', '.join(_arg_text(k, v) for k, v in item.args)})" if item.args else "")
     if isinstance(item, Repeat):
         inner = seq_text(item.items)
         one = len(item.items) == 1 and not (isinstance(item.items[0], Repeat))
-        return (inner if one else f"({inner})") + f"*{item.count}"
+        return (inner if one else f"({inner})") + f"*{value_text(item.count)}"
     if item.merge == "cat":
         return "cat(" + ", ".join(seq_text(b) if b else "id" for b in item.branches) + ")"
     text = f"{item.merge}({seq_text(item.branches[0])}"
@@ -84,11 +84,14 @@ class Block:
     name: str
     params: tuple[str, ...]
     body: tuple[Item, ...]
+    defaults: tuple[tuple[str, object], ...] = ()  # the last parameters' defaults
 
     def text(self) -> str:
         if not self.params:
             return f"{self.name} = {_group(self.body)}"
-        return f"let {self.name}({', '.join(self.params)}) = {_group(self.body)}"
+        given = dict(self.defaults)
+        params = [p if p not in given else f"{p}={value_text(given[p])}" for p in self.params]
+        return f"let {self.name}({', '.join(params)}) = {_group(self.body)}"
 
 
 def spec_text(imported: Imported, *, source: str, factor: bool = True) -> str:
@@ -189,7 +192,15 @@ def _runs(seq: tuple[Item, ...]) -> tuple[Item, ...]:
         period, count = best
         if count > 1:
             unit = seq[i : i + period]
-            if len(unit) == 1 and isinstance(unit[0], Repeat):  # (x*2)*3 → x*6
+            if not isinstance(unit[0], Join) and i + 1 < n and isinstance(seq[i + 1], Join):
+                later = 1
+                while seq[i + 1 + later * period : i + 1 + (later + 1) * period] == seq[i + 1 : i + 1 + period]:
+                    later += 1
+                if later >= count:  # (relu res)*2 relu → relu (res relu)*2: a unit starting at its merge
+                    out.append(seq[i])
+                    i += 1
+                    continue
+            if len(unit) == 1 and isinstance(unit[0], Repeat) and isinstance(unit[0].count, int):  # (x*2)*3 → x*6
                 out.append(Repeat(unit[0].items, unit[0].count * count))
             else:
                 out.append(Repeat(unit, count))
@@ -302,9 +313,9 @@ def _shape(item: Item) -> tuple[Any, list[object]]:
         if isinstance(it, Layer):
             return ("L", it.kind, value(it.width), tuple((k, value(v)) for k, v in it.args))
         if isinstance(it, Use):
-            return ("U", it.block, tuple(value(a) for a in it.args))
+            return ("U", it.block, tuple((k, value(a)) for k, a in it.args))
         if isinstance(it, Repeat):
-            return ("R", it.count, tuple(walk(x) for x in it.items))
+            return ("R", value(it.count), tuple(walk(x) for x in it.items))
         return ("J", it.merge, it.first, tuple(tuple(walk(x) for x in b) for b in it.branches))
 
     return walk(item), holes
@@ -325,9 +336,10 @@ def _fill(item: Item, values: Iterator[object]) -> Item:
     if isinstance(item, Layer):
         return Layer(item.kind, value(item.width), tuple((k, value(v)) for k, v in item.args))
     if isinstance(item, Use):
-        return Use(item.block, tuple(value(a) for a in item.args))
+        return Use(item.block, tuple((k, value(a)) for k, a in item.args))
     if isinstance(item, Repeat):
-        return Repeat(tuple(_fill(x, values) for x in item.items), item.count)
+        count = value(item.count)
+        return Repeat(tuple(_fill(x, values) for x in item.items), count)
     return Join(item.merge, tuple(tuple(_fill(x, values) for x in b) for b in item.branches), item.first)
 
 
@@ -387,11 +399,11 @@ def _best(items: tuple[Item, ...], blocks: list[Block]) -> tuple[Block, Any] | N
             continue
         values = [[v for _, hs in shapes[s][start : start + length] for v in hs] for s, start in chosen]
         template = seqs[chosen[0][0]][chosen[0][1] : chosen[0][1] + length]
-        made = _parameterize(template, values, {b.name: b.params for b in blocks})
-        if made is None:
+        found = _parameterize(template, values, {b.name: b.params for b in blocks})
+        if found is None:
             continue
-        params, body, calls = made
-        block = Block(_name(template, taken), params, body)
+        params, body, calls, defaults = _with_defaults(*found)
+        block = Block(_name(template, taken), params, body, defaults)
         structural = (isinstance(template[0], Join), not isinstance(template[-1], Join))
         before = sum(len(seq_text(seqs[s][start : start + length])) + 1 for s, start in chosen)
         after = sum(len(item_text(Use(block.name, c))) + 1 for c in calls) + len(block.text()) + 1
@@ -433,8 +445,8 @@ def _best(items: tuple[Item, ...], blocks: list[Block]) -> tuple[Block, Any] | N
 def _name(template: Sequence[Item], taken: set[str]) -> str:
     """block, residual, projection (a res with a shortcut), gated, dense; a layer's kind for one layer."""
     joins = [i for i in template if isinstance(i, Join)]
-    base = "block"
-    if joins:
+    base = "stage" if any(isinstance(i, Repeat) for i in template) else "block"
+    if joins and base == "block":
         base = {"res": "residual", "gate": "gated", "cat": "dense"}[joins[0].merge]
         base = "projection" if joins[0].merge == "res" and len(joins[0].branches) > 1 else base
     if len(template) == 1 and isinstance(template[0], Layer):
@@ -447,12 +459,12 @@ def _name(template: Sequence[Item], taken: set[str]) -> str:
     return name
 
 
-_PARAM_NAMES = {"width": "fghe", "k": "k", "s": "s", "p": "p", "pad": "q"}
+_PARAM_NAMES = {"width": "fghe", "k": "k", "s": "s", "p": "p", "pad": "q", "n": "n"}
 
 
 def _parameterize(
     template: Sequence[Item], values: list[list[object]], block_params: dict[str, tuple[str, ...]]
-) -> tuple[tuple[str, ...], tuple[Item, ...], list[tuple[object, ...]]] | None:
+) -> tuple[tuple[str, ...], tuple[Item, ...], list[tuple[tuple[str | None, object], ...]]] | None:
     """The block's parameters, its body (numbers replaced by parameters and expressions) and each use's
     arguments; None if the occurrences' numbers do not line up."""
     if any(len(v) != len(values[0]) for v in values):
@@ -481,14 +493,40 @@ def _parameterize(
         replaced.append(Expr(name))
     values_iter = iter(replaced)
     body = tuple(_fill(item, values_iter) for item in template)
-    calls = [tuple(column[i] for column in param_columns) for i in range(len(values))]
+    calls: list[tuple[tuple[str | None, object], ...]] = [
+        tuple((None, column[i]) for column in param_columns) for i in range(len(values))
+    ]
     return tuple(params), body, calls
+
+
+def _with_defaults(
+    params: tuple[str, ...], body: tuple[Item, ...], calls: list[tuple[tuple[str | None, object], ...]]
+) -> tuple[
+    tuple[str, ...], tuple[Item, ...], list[tuple[tuple[str | None, object], ...]], tuple[tuple[str, object], ...]
+]:
+    """A parameter whose value is the same in most uses (at least two) gets it as its default, and moves
+    last; uses give it by name where they differ: bottleneck(128) and bottleneck(64, s=1)."""
+    n = len(calls)
+    defaults: dict[str, object] = {}
+    for i, name in enumerate(params):
+        column = [call[i][1] for call in calls]
+        common = max(column, key=column.count)
+        if column.count(common) >= 2 and 2 * column.count(common) > n and _role(name) != "width":
+            defaults[name] = common
+    order = [p for p in params if p not in defaults] + [p for p in params if p in defaults]
+    uses = []
+    for call in calls:
+        given = {p: v for p, (_, v) in zip(params, call, strict=True)}
+        args: list[tuple[str | None, object]] = [(None, given[p]) for p in order if p not in defaults]
+        args += [(p, given[p]) for p in order if p in defaults and given[p] != defaults[p]]
+        uses.append(tuple(args))
+    return tuple(order), body, uses, tuple((p, defaults[p]) for p in order if p in defaults)
 
 
 def _role(key: str) -> str:
     """A parameter's role from its key or name: widths (f, g, h, e, and filters/units), k, s, p, ..."""
     key = key.rstrip("0123456789")
-    return "width" if key in ("width", "f", "g", "h", "e", "a", "b", "c", "d") else key
+    return "width" if key in ("width", "f", "g", "h", "e", "a", "b", "c", "d", "groups") else key
 
 
 def _roles(template: Sequence[Item], block_params: dict[str, tuple[str, ...]]) -> list[str]:
@@ -511,9 +549,10 @@ def _roles(template: Sequence[Item], block_params: dict[str, tuple[str, ...]]) -
                 value(v, _role(k or "p"))
         elif isinstance(it, Use):
             names = block_params.get(it.block, ())
-            for i, a in enumerate(it.args):
-                value(a, _role(names[i]) if i < len(names) else "width")
+            for i, (key, a) in enumerate(it.args):
+                value(a, _role(key) if key else _role(names[i]) if i < len(names) else "width")
         elif isinstance(it, Repeat):
+            value(it.count, "n")
             for x in it.items:
                 walk(x)
         else:

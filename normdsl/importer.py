@@ -63,7 +63,7 @@ class Join:
 @dataclass(frozen=True, slots=True)
 class Repeat:
     items: tuple[Any, ...]
-    count: int
+    count: object  # an int, or a block parameter's Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Use:
     """A block used: name(args)."""
 
     block: str
-    args: tuple[object, ...] = ()
+    args: tuple[tuple[str | None, object], ...] = ()  # (None, value) positional, (parameter, value) by name
 
 
 @dataclass(frozen=True, slots=True)
