@@ -18,11 +18,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from normdsl.importer import Expr, Imported, Item, Join, Layer, Repeat, Use
+from normdsl.diagnostics import SpecError
+from normdsl.importer import Expr, Imported, ImportProblem, Item, Join, Layer, Repeat, Use
 from normdsl.layers import ACTIVATIONS, KINDS
 
 MAX_PATTERN = 40  # items in one block
 MAX_FACTORED = 6_000  # items searched for blocks (a larger model gets repetitions and norm only)
+MAX_PARAMS = 8  # parameters of one block
+MAX_CANDIDATES = 300  # runs whose blocks are tried per step, the most promising first
 _RESERVED = {*KINDS, "norm", "id", "res", "cat", "gate", "input", "let", "use", "scaling", "shortcut", "first"}
 
 
@@ -117,7 +120,10 @@ def spec_text(imported: Imported, *, source: str, factor: bool = True) -> str:
         lines.append("")
     lines.append(f"input({', '.join(map(str, imported.input_shape))})")
     lines.append(seq_text(items))
-    return format_spec("\n".join(lines) + "\n")
+    try:
+        return format_spec("\n".join(lines) + "\n")
+    except SpecError as error:  # nested or large past the language's limits
+        raise ImportProblem([f"the model's spec is beyond normdsl's limits: {error.errors[0].message}"]) from None
 
 
 # ---- walking the tree -------------------------------------------------------------------------
@@ -376,15 +382,16 @@ def _sequences(items: tuple[Item, ...]) -> list[tuple[Item, ...]]:
 def _best(items: tuple[Item, ...], blocks: list[Block]) -> tuple[Block, Any] | None:
     seqs = _sequences(items)
     shapes = [[_shape(i) for i in seq] for seq in seqs]
-    occurrences: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    ids: dict[Any, int] = {}
+    total = sum(len(seq) for seq in seqs)
+    longest = max(4, min(MAX_PATTERN, 30_000 // max(total, 1)))  # bounded work on huge models
+    occurrences: dict[tuple[int, ...], list[tuple[int, int]]] = {}
     for s, seq in enumerate(seqs):
-        keys = [k for k, _ in shapes[s]]
+        keys = [ids.setdefault(k, len(ids)) for k, _ in shapes[s]]
         for start in range(len(seq)):
-            for length in range(1, min(MAX_PATTERN, len(seq) - start) + 1):
-                key = tuple(keys[start : start + length])
-                occurrences.setdefault(key, []).append((s, start))
-    best: tuple[tuple[int, bool, bool], Block, dict[tuple[int, int], Use], int] | None = None
-    taken = {b.name for b in blocks}
+            for length in range(1, min(longest, len(seq) - start) + 1):
+                occurrences.setdefault(tuple(keys[start : start + length]), []).append((s, start))
+    candidates: list[tuple[int, int, list[tuple[int, int]]]] = []
     for key, places in occurrences.items():
         if len(places) < 2:
             continue
@@ -395,8 +402,12 @@ def _best(items: tuple[Item, ...], blocks: list[Block]) -> tuple[Block, Any] | N
             if start >= ends.get(s, 0):
                 chosen.append((s, start))
                 ends[s] = start + length
-        if len(chosen) < 2:
-            continue
+        if len(chosen) >= 2:
+            candidates.append(((len(chosen) - 1) * length, length, chosen))
+    candidates.sort(key=lambda c: -c[0])
+    best: tuple[tuple[int, bool, bool], Block, dict[tuple[int, int], Use], int] | None = None
+    taken = {b.name for b in blocks}
+    for _, length, chosen in candidates[:MAX_CANDIDATES]:
         values = [[v for _, hs in shapes[s][start : start + length] for v in hs] for s, start in chosen]
         template = seqs[chosen[0][0]][chosen[0][1] : chosen[0][1] + length]
         found = _parameterize(template, values, {b.name: b.params for b in blocks})
@@ -405,8 +416,10 @@ def _best(items: tuple[Item, ...], blocks: list[Block]) -> tuple[Block, Any] | N
         params, body, calls, defaults = _with_defaults(*found)
         block = Block(_name(template, taken), params, body, defaults)
         structural = (isinstance(template[0], Join), not isinstance(template[-1], Join))
-        before = sum(len(seq_text(seqs[s][start : start + length])) + 1 for s, start in chosen)
-        after = sum(len(item_text(Use(block.name, c))) + 1 for c in calls) + len(block.text()) + 1
+        sample = chosen[:50]  # the text saved, measured on at most 50 uses
+        before = sum(len(seq_text(seqs[s][start : start + length])) + 1 for s, start in sample)
+        after = sum(len(item_text(Use(block.name, c))) + 1 for c in calls[:50])
+        before, after = before * len(chosen) // len(sample), after * len(chosen) // len(sample) + len(block.text()) + 1
         score = (before - after, *structural)
         if score[0] > 0 and (best is None or score > best[0]):
             uses = {place: Use(block.name, c) for place, c in zip(chosen, calls, strict=True)}
@@ -486,6 +499,8 @@ def _parameterize(
         if expr is not None:
             replaced.append(Expr(expr))
             continue
+        if len(params) == MAX_PARAMS:
+            return None  # not a readable block
         name = _param_name(role, used)
         params.append(name)
         param_columns.append(column)
