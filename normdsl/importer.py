@@ -545,6 +545,8 @@ def _from_config(inner: Mapping[str, Any], keras: Any, keep_names: bool) -> Impo
             if merge == "?":
                 problems.append(f"layer {node.index} {node.name!r} ({node.cls}): {_merge_problem(node)}")
             items[i] = merge
+            if keep_names:
+                notes.add("merges (res, gate, cat) have no names in the language: Keras names them")
             if node.module.startswith("keras.src.ops") and merge == "res":
                 notes.add("a sum of tensors (x + y, a Keras operation) is written res(...), an Add layer")
             continue
