@@ -81,11 +81,9 @@ class Imported:
 TEXTS: dict[str, str] = {}  # each application's import, for the tests that read it again
 
 
-@pytest.fixture(scope="module", params=APPLICATIONS)
-def imported(request: pytest.FixtureRequest, keras: Any) -> Imported:
-    """Each application built once, imported, rebuilt both ways and run with its weights (one at a time: VGG-16
-    is 553 MB of weights)."""
-    name: str = request.param
+def imported(keras: Any, name: str) -> Imported:
+    """The application built, imported, rebuilt both ways and run with its weights (one model beside the
+    reference at a time: VGG-16 is 553 MB of weights)."""
     extra = {"input_shape": (224, 224, 3)} if name.startswith("MobileNetV3") else {}
     reference = getattr(keras.applications, name)(weights=None, **extra)
     start = time.perf_counter()
@@ -121,39 +119,36 @@ def imported(request: pytest.FixtureRequest, keras: Any) -> Imported:
     return result
 
 
-@pytest.mark.parametrize("way", ["direct", "generated"])
-def test_an_imported_application_rebuilds_the_same_model(imported: Imported, way: str) -> None:
-    params, found, weighted_found, error = imported.built[way]
-    assert params == imported.params
-    assert weighted_found == imported.weighted_configs
-    if imported.name not in REWRITTEN:
-        assert found == imported.reference_configs
-    assert error <= TOLERANCE
-
-
-def test_an_imported_application_is_compact(imported: Imported) -> None:
-    assert code_lines(imported.text) <= LIMITS.get(imported.name, 30), imported.text
-    assert normdsl.format(imported.text) == imported.text
-    assert imported.seconds < 5
-
-
-def test_rewrites_are_announced_in_the_specs_head(imported: Imported) -> None:
-    head = "\n".join(line for line in imported.text.splitlines() if line.startswith("#"))
-    if imported.name == "EfficientNetB0":
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_an_imported_application_rebuilds_the_same_model_from_a_compact_spec(keras: Any, name: str) -> None:
+    """One test per application, so that each is built once whichever worker runs it (pytest-xdist)."""
+    found = imported(keras, name)
+    for way in ("direct", "generated"):
+        params, configs, weighted_configs, error = found.built[way]
+        assert params == found.params, way
+        assert weighted_configs == found.weighted_configs, way
+        if name not in REWRITTEN:
+            assert configs == found.reference_configs, way
+        assert error <= TOLERANCE, way
+    # compact, formatted, quick
+    assert code_lines(found.text) <= LIMITS.get(name, 30), found.text
+    assert normdsl.format(found.text) == found.text
+    assert found.seconds < 5
+    # the rewrites announced in the spec's head, and only those
+    head = "\n".join(line for line in found.text.splitlines() if line.startswith("#"))
+    if name == "EfficientNetB0":
         assert "Reshape((1, 1, C)) is written gap(keepdims=true)" in head
         assert "VarianceScaling is not kept" in head
-    elif imported.name == "ConvNeXtTiny":
+    elif name == "ConvNeXtTiny":
         assert "a sum of tensors" in head
-    elif imported.name == "MobileNetV3Large":
+    elif name == "MobileNetV3Large":
         assert "hard_silu" in head
     else:
-        assert code_lines(head) == 0 and len(head.splitlines()) == 1, head
-
-
-def test_the_readme_table_states_each_line_count(imported: Imported) -> None:
+        assert len(head.splitlines()) == 1, head
+    # the README's table states its line count
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("<!-- import-table -->", 1)[1].split("<!-- /import-table -->", 1)[0]
-    assert f"| `{imported.name}` | {code_lines(imported.text)} |" in table
+    assert f"| `{name}` | {code_lines(found.text)} |" in table
 
 
 def test_imported_resnet50_with_group_norm_is_the_hand_written_example_with_it(keras: Any) -> None:
