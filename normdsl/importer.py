@@ -320,6 +320,17 @@ def _initializer(value: Any) -> str | None:
 
 
 def _candidates(node: _Node) -> list[LayerKind]:
+    """The kinds whose Keras class the node is (loading the installed plugins' kinds when no built-in is)."""
+    found = _matching(node)
+    if not found and node.cls not in ("InputLayer", "Lambda"):
+        from normdsl import plugins
+
+        plugins.load()
+        found = _matching(node)
+    return found
+
+
+def _matching(node: _Node) -> list[LayerKind]:
     found = []
     for kind in [*KINDS.values(), *(k.with_args for k in KINDS.values() if k.with_args is not None)]:
         if kind.keras_class != node.cls or kind.operator is not None:

@@ -113,3 +113,20 @@ def test_the_safety_check_admits_exactly_the_plugin_imports_in_use() -> None:
     assert unexpected_code(code) != []
     assert unexpected_code(code, plugins=frozenset({("normdsl_test_plugin.layers", "Scale")})) == []
     assert unexpected_code(code, plugins=frozenset({("normdsl_test_plugin.layers", "Other")})) != []
+
+
+def test_import_writes_a_plugin_kind() -> None:
+    """normdsl import (issue 19): a layer of the plugin's own class is the plugin's kind, and rebuilds."""
+    code = f"""
+import json
+import normdsl
+model = normdsl.build_model({SPEC!r})
+text = normdsl.from_keras(model)
+assert "scale(init=0.5) hswish" in text or "scale(init=0.5) hardswish" in text, text
+again = normdsl.build_model(text)
+configs = lambda m: [(type(l).__name__, {{k: v for k, v in l.get_config().items() if k != "name"}}) for l in m.layers]
+assert configs(again) == configs(model)
+print("ok")
+"""
+    done = run(code=code)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
