@@ -51,6 +51,9 @@ CASES: list[tuple[str, str]] = [  # (what, Python code that makes `text` and han
         "100,000 layers with 3 arguments each: check",
         'check("input(32, 32, 3) " + "conv8(k=1, s=1, pad=same) " * 100_000)',
     ),
+    ("import: a .keras of 80 KB whose config.json inflates to 80 MB", "import_zip_bomb()"),
+    ("import: 6,000 `Dense` layers of random widths (a config, as data)", "import_dense_chain(6_000)"),
+    ("import: `keras.applications.DenseNet121` (428 layers)", 'import_source("keras.applications.DenseNet121")'),
 ]
 
 DRIVER = """
@@ -64,12 +67,43 @@ def check(text):
 def render(network):
     return normdsl.render(network)
 
+def import_source(source):
+    from normdsl.importer import import_source
+    return import_source(source)
+
+def import_zip_bomb():
+    import os, tempfile, zipfile
+    from normdsl.importer import read_archive
+    os.chdir(tempfile.mkdtemp())
+    path = "bomb.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z, z.open("config.json", "w", force_zip64=True) as f:
+        for _ in range(80):
+            f.write(b" " * (1 << 20))
+    return read_archive(path)
+
+def import_dense_chain(n):
+    import random
+    from tensorflow import keras
+    from normdsl.factor import spec_text
+    from normdsl.importer import from_config
+    widths, template = random.Random(0), keras.layers.Dense(1).get_config()
+    layers = [{{"class_name": "InputLayer", "name": "in", "config": {{"batch_shape": [None, 8]}}, "inbound_nodes": []}}]
+    for i in range(n):
+        tensor = {{"class_name": "__keras_tensor__", "config": {{"shape": [None, 8], "keras_history": [layers[-1]["name"], 0, 0]}}}}
+        config = {{**template, "name": f"d{{i}}", "units": widths.randint(1, 500)}}
+        layers.append({{"class_name": "Dense", "module": "keras.layers", "name": f"d{{i}}", "config": config,
+                       "inbound_nodes": [{{"args": [tensor], "kwargs": {{}}}}]}})
+    model = {{"name": "chain", "layers": layers, "input_layers": ["in", 0, 0], "output_layers": [layers[-1]["name"], 0, 0]}}
+    return spec_text(from_config(model, keras), source="chain")
+
 start = time.perf_counter()
 try:
     result = {code}
     answer = "ok"
 except normdsl.SpecError as error:
     answer = str(error).splitlines()[0].split(": error: ", 1)[-1]
+except ValueError as error:  # normdsl import's ImportProblem
+    answer = str(error).splitlines()[0]
 elapsed = time.perf_counter() - start
 peak = [int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
 print(f"{{elapsed:.2f}}\\t{{peak}}\\t{{answer[:90]}}")
