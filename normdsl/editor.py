@@ -326,9 +326,10 @@ def completions(analysis: Analysis, offset: int, blocks: dict[str, BlockDef]) ->
         if key is not None:
             return _values(kind.params_by_key.get(key) if kind else None)
         if kind is not None:
+            params = {p.key: p for p in (*(kind.with_args.params if kind.with_args else ()), *kind.params)}
             return [
                 Completion(p.key, "argument", p.describe(), f"`{p.keras}`, default {p.default}", f"{p.key}=")
-                for p in (*kind.params, *(kind.with_args.params if kind.with_args else ()))
+                for p in params.values()
             ]
         if call in blocks:
             block = blocks[call]

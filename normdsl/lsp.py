@@ -273,6 +273,13 @@ async def did_change(ls: NormdslServer, params: types.DidChangeTextDocumentParam
     await ls.check_later(doc)
 
 
+@SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE)
+async def did_save(ls: NormdslServer, params: types.DidSaveTextDocumentParams) -> None:
+    """A saved file may be one that other open specs use: they are checked again."""
+    others = [doc for uri, doc in ls.documents.items() if uri != params.text_document.uri]
+    await asyncio.gather(*(ls.check_later(doc) for doc in others))
+
+
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: NormdslServer, params: types.DidCloseTextDocumentParams) -> None:
     if ls.documents.pop(params.text_document.uri, None) is not None:

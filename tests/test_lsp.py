@@ -121,6 +121,11 @@ async def test_a_problem_in_a_used_file_is_shown_at_the_use_and_located_in_that_
     text = 'use "lib.nd"\ninput(8, 8, 3)\nb(16)\n'
     [found] = await opened(client, text, spec.as_uri())
     assert found.range.start.line == 0 and "lib.nd:1:" in found.message
+    (tmp_path / "lib.nd").write_text("let b(f) = (conv{f} gn(3))\n")  # mended on disk, then saved
+    client.diagnostics.pop(spec.as_uri(), None)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(doc((tmp_path / "lib.nd").as_uri())))
+    [again] = await published(client, spec.as_uri())
+    assert "16 channels cannot be split into 3 groups" in again.message and again.range.start.line == 0
     where, opened_at = found.related_information or []
     assert where.location.uri == opened_at.location.uri == (tmp_path / "lib.nd").as_uri()
     assert where.location.range.start == types.Position(0, 23) and opened_at.message == "'(' opened here"
