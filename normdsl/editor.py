@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,22 +266,27 @@ def signature(block: BlockDef) -> str:
     return f"{block.name}({params})" if block.params else block.name
 
 
-def line_shapes(analysis: Analysis) -> dict[int, str]:
-    """For each line (0-based) where layers end, the output shape after it: of the model for the spec's own
-    lines, and the shapes at each use (distinct, in order) for lines of a block's body."""
+def line_shapes(analysis: Analysis, line_of: Callable[[int], int] | None = None) -> dict[int, str]:
+    """For each line (0-based; ``line_of`` says which line an offset is on, by default as the parser counts
+    lines) where layers end, the output shape after it: of the model for the spec's own lines, and the shapes
+    at each use (distinct, in order) for lines of a block's body."""
     network = analysis.network
     if network is None:
         return {}
+
+    def ends_on(span: Span) -> int:
+        return span.end_line - 1 if line_of is None else line_of(span.end)
+
     body: dict[int, Span] = {}
     last: dict[int, NetLayer] = {}
     inside: dict[int, list[str]] = {}
     for layer in network.layers:
         site = _site(layer)
-        line = site.end_line - 1
+        line = ends_on(site)
         if line not in body or site.end >= body[line].end:
             body[line], last[line] = site, layer
         if layer.uses and layer.written is None:
-            shapes = inside.setdefault(layer.span.end_line - 1, [])
+            shapes = inside.setdefault(ends_on(layer.span), [])
             shape = _shape(layer.output_shape)
             if shape not in shapes:
                 shapes.append(shape)

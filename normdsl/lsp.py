@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import logging
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -61,16 +62,18 @@ class Settings:
 
 
 class Lines:
-    """Offsets in a text ↔ LSP positions: lines end at \\n (as the parser counts them), characters are
-    counted in the negotiated encoding's units (UTF-16 unless the client chose UTF-8 or UTF-32)."""
+    """Offsets in a text ↔ LSP positions: lines end at \\n, \\r\\n or \\r (as the protocol counts them; the
+    parser's spans are offsets, so both agree on places), characters are counted in the negotiated encoding's
+    units (UTF-16 unless the client chose UTF-8 or UTF-32)."""
 
     def __init__(self, text: str, encoding: str = "utf-16"):
         self.text = text
         self.starts = [0]
-        at = text.find("\n")
-        while at >= 0:
-            self.starts.append(at + 1)
-            at = text.find("\n", at + 1)
+        self.ends = []
+        for found in _LINE_BREAK.finditer(text):
+            self.ends.append(found.start())
+            self.starts.append(found.end())
+        self.ends.append(len(text))
         self.encoding = encoding
 
     def units(self, piece: str) -> int:
@@ -79,17 +82,19 @@ class Lines:
         codec = "utf-8" if self.encoding == "utf-8" else "utf-16-le"
         return len(piece.encode(codec, "surrogatepass")) // (1 if codec == "utf-8" else 2)
 
+    def line_of(self, offset: int) -> int:
+        return bisect.bisect_right(self.starts, max(0, offset)) - 1
+
     def position(self, offset: int) -> types.Position:
         offset = max(0, min(offset, len(self.text)))
         line = bisect.bisect_right(self.starts, offset) - 1
-        return types.Position(line, self.units(self.text[self.starts[line] : offset]))
+        return types.Position(line, self.units(self.text[self.starts[line] : min(offset, self.ends[line])]))
 
     def range(self, span: Span) -> types.Range:
         return types.Range(self.position(span.start), self.position(span.end))
 
     def line_end(self, line: int) -> int:
-        end = self.starts[line + 1] - 1 if line + 1 < len(self.starts) else len(self.text)
-        return end - 1 if end > self.starts[line] and self.text[end - 1] == "\r" else end
+        return self.ends[line]
 
     def offset(self, position: types.Position) -> int:
         if position.line >= len(self.starts):
@@ -105,6 +110,9 @@ class Lines:
                 return start + i
             count += self.units(char)
         return end
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -307,7 +315,7 @@ def inlay_hints(ls: NormdslServer, params: types.InlayHintParams) -> list[types.
     first, last = params.range.start.line, params.range.end.line
     return [
         types.InlayHint(lines.position(lines.line_end(line)), label, types.InlayHintKind.Type, padding_left=True)
-        for line, label in sorted(editor.line_shapes(analysis).items())
+        for line, label in sorted(editor.line_shapes(analysis, lines.line_of).items())
         if first <= line <= last and line < len(lines.starts)
     ]
 

@@ -470,13 +470,18 @@ def test_the_other_commands_never_import_pygls() -> None:
 def test_positions_and_offsets_convert_both_ways_in_every_encoding() -> None:
     from normdsl.lsp import Lines
 
-    text = "input(8, 8, 3)  # é\nconv8 😀 gn(2)\r\n\n\ud800 relu\x0c \u2028 x"
+    text = "input(8, 8, 3)  # é\nconv8 😀 gn(2)\r\n\n\ud800 relu\x0c \u2028 x\r# a lone CR ends a line\r\rrelu"
     for encoding in ("utf-16", "utf-8", "utf-32"):
         lines = Lines(text, encoding)
         for offset in range(len(text) + 1):
             if text[offset - 1 : offset] == "\r" and text[offset : offset + 1] == "\n":
                 continue  # (between \r and \n: the end of the line's text, as a client sees it)
             assert lines.offset(lines.position(offset)) == offset, (encoding, offset)
+    assert Lines(text).position(len(text)) == types.Position(6, 4)  # \n, \r\n and \r end lines; \x0c, U+2028 do not
+    from normdsl import editor
+
+    crlf = "input(8)\rdense4 relu\r\ndense2\n"  # (lines as the client counts them: the hints' places)
+    assert editor.line_shapes(editor.analyze(crlf, "<crlf>"), Lines(crlf).line_of) == {1: "→ (4,)", 2: "→ (2,)"}
     emoji = Lines("😀x", "utf-16")
     assert emoji.position(1) == types.Position(0, 2) and Lines("😀x", "utf-8").position(1) == types.Position(0, 4)
 
