@@ -20,6 +20,7 @@ from normdsl.summary import callable_summary as summary
 if _TYPE_CHECKING:
     from normdsl.emit_keras import build_model
     from normdsl.emit_source import render
+    from normdsl.emit_torch import build_module, copy_weights
     from normdsl.fmt import format_spec as format
     from normdsl.importer import from_keras
 
@@ -33,7 +34,9 @@ __all__ = [
     "SpecError",
     "__version__",
     "build_model",
+    "build_module",
     "check",
+    "copy_weights",
     "diagram",
     "expand",
     "format",
@@ -86,6 +89,10 @@ def __getattr__(name: str) -> _Any:
         from normdsl.emit_keras import build_model
 
         return build_model
+    if name in ("build_module", "copy_weights"):  # the PyTorch target: torch only when called
+        from normdsl import emit_torch
+
+        return getattr(emit_torch, name)
     raise AttributeError(f"module 'normdsl' has no attribute {name!r}")
 
 

@@ -24,6 +24,7 @@ from normdsl.limits import DEFAULT_LIMITS
 from normdsl.network import Network
 from normdsl.parser import parse
 from normdsl.plugins import PluginError
+from normdsl.target_torch import TARGETS
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 if TYPE_CHECKING:
@@ -269,6 +270,10 @@ def _network(args: argparse.Namespace, source: Source, report: Report) -> Networ
         raise UsageError(f"{shown(source.name)}: {exc}") from None
     if network.warnings:
         report.diagnostics(network.warnings, network.source, source.name)
+    if getattr(args, "target", "keras") == "torch":  # what PyTorch cannot compute as Keras does: errors
+        from normdsl.target_torch import check_torch
+
+        check_torch(network)
     return network
 
 
@@ -306,6 +311,10 @@ def cmd_check(args: argparse.Namespace, report: Report) -> int:
     def run(source: Source) -> int:
         network = _network(args, source, report)
         print(f"{shown(source.name)}: ok, {summary.one_line(network)}")
+        if args.target == "torch":
+            from normdsl.target_torch import figures_line
+
+            print(f"  {figures_line(network)}")
         return EXIT_OK
 
     status = each(args, report, run)
@@ -353,6 +362,10 @@ def cmd_summary(args: argparse.Namespace, report: Report) -> int:
                 print(summary.text(network, depth=args.levels, color=use_color(sys.stdout)))
                 if network.scaling.moved:
                     print(scaling.report(network.scaling))
+                if args.target == "torch":
+                    from normdsl.target_torch import figures_line
+
+                    print(figures_line(network))
         return EXIT_OK
 
     if args.levels is not None and (args.json or args.keras):
@@ -478,6 +491,10 @@ def cmd_build(args: argparse.Namespace, report: Report) -> int:
             try:
                 if found:
                     code = render_variants(found, args.template, strategy=args.strategy, template_dir=args.template_dir)
+                elif args.target == "torch":
+                    from normdsl.target_torch import render as render_torch
+
+                    code = render_torch(network)
                 else:
                     code = render(network, args.template, strategy=args.strategy, template_dir=args.template_dir)
             except TemplateProblem as exc:  # the user's template cannot be rendered
@@ -521,6 +538,8 @@ def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: 
             f"--norm takes one value for the {args.template} template; several are variants for --template compare"
             " or compare-notebook"
         )
+    if args.target != "keras" and (args.template != "model" or args.template_dir or args.verify):
+        raise UsageError(f"--target {args.target} writes a model module: no --template, --template-dir or --verify")
     if args.verify and (suffix != ".py" or compares(args.template)):
         raise UsageError(f"--verify builds a model module with Keras; the {args.template} template writes {what}")
     if suffix == ".ipynb" and importlib.util.find_spec("nbformat") is None:
@@ -921,6 +940,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
     p.set_defaults(run=cmd_import)
+    for name in ("check", "summary", "build"):  # the PyTorch target (issue 22)
+        sub.choices[name].add_argument(
+            "--target",
+            choices=TARGETS,
+            default="keras",
+            help="keras (default) or torch: write a PyTorch module, check what PyTorch can compute, its figures",
+        )
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")

@@ -122,6 +122,24 @@ BUILTINS |= {"SystemExit"}
 DUNDERS = {"__name__", "__doc__"}
 _BUILTIN_NAMES = frozenset(dir(builtins)) - {"_"} - DUNDERS  # (an interactive session binds _ there too)
 
+# The PyTorch target's module (target_torch.py): one nn.Module class, torch.nn layers, tensor functions and methods.
+TORCH_IMPORTS = {("math", None, None), ("torch", None, None), ("torch", "nn", None), ("torch.nn", "functional", "F")}
+TORCH_MODULES = {"math", "torch", "nn", "F"}
+TORCH_CALLS = {
+    *(f"nn.{name}" for name in ("Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm")),
+    *("nn.Sequential", "nn.Parameter", "torch.full", "torch.flatten", "torch.cat", "torch.ones_like"),
+    *("torch.sigmoid", "torch.tanh", "torch.exp"),
+    *(f"F.{name}" for name in ("pad", "relu", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "softplus")),
+    *(f"F.{name}" for name in ("softsign", "softmax", "log_softmax", "hardsigmoid", "hardswish", "mish")),
+    *(f"F.{name}" for name in ("dropout", "max_pool2d", "avg_pool2d", "interpolate")),
+}
+TORCH_VALUES = {"math.inf", "nn.Module"}
+TORCH_METHODS = {"permute", "view", "clamp", "mean", "amax", "new_ones", "new_tensor"}
+TARGETS = {
+    "keras": (IMPORTS, MODULES, CALLS, VALUES, METHODS),
+    "torch": (TORCH_IMPORTS, TORCH_MODULES, TORCH_CALLS, TORCH_VALUES, TORCH_METHODS),
+}
+
 # The syntax generated code is made of; anything else (class, global, try, while, async, yield,
 # del, walrus, ...) is unexpected.
 SYNTAX: tuple[type[ast.AST], ...] = (
@@ -138,12 +156,15 @@ SYNTAX: tuple[type[ast.AST], ...] = (
 _LEAVES = (ast.Constant, ast.Load, ast.Store, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
 
 
-def unexpected_code(code: str, *, module: bool = True, plugins: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
+def unexpected_code(
+    code: str, *, module: bool = True, plugins: frozenset[tuple[str, str]] = frozenset(), target: str = "keras"
+) -> list[str]:
     """Everything in generated code beyond what the templates need (empty: all is as expected).
 
     ``module``: the code is a whole module, whose top level may only hold its docstring, imports,
     constants, functions and ``if __name__ == "__main__":``; notebook cells run statements at the top.
     ``plugins``: the (module, class) pairs of the plugin layers the code uses, whose imports it may make.
+    ``target``: keras, or torch (one ``nn.Module`` class, which may call the modules it makes in ``__init__``).
     """
     data = code.encode("utf-8")
     try:
@@ -157,13 +178,16 @@ def unexpected_code(code: str, *, module: bool = True, plugins: frozenset[tuple[
         compile(tree, "<generated>", "exec", dont_inherit=True)  # what only the compiler sees: def f(x, x)
     except (SyntaxError, ValueError) as exc:
         return [f"does not compile: {exc}"]
-    return _Check(tree, module, plugins).found
+    return _Check(tree, module, plugins, target).found
 
 
 class _Check:
-    def __init__(self, tree: ast.Module, module: bool, plugins: frozenset[tuple[str, str]]):
+    def __init__(self, tree: ast.Module, module: bool, plugins: frozenset[tuple[str, str]], target: str = "keras"):
         self.found: list[str] = []
         self.plugins = plugins
+        self.imports, self.modules, self.calls, self.values, self.methods = TARGETS[target]
+        self.torch = target == "torch"
+        self.own = _own_modules(tree) if self.torch else frozenset()  # self.conv2d = nn.Conv2d(...)
         if module:
             self.top_level(tree)
         stack: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]  # one pass, each node with its parent
@@ -181,10 +205,21 @@ class _Check:
             docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
             constant = isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets)
             main = isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
-            if not (docstring or constant or main or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)):
+            module = self.torch and _module_class(node)
+            if not (
+                docstring
+                or constant
+                or main
+                or module
+                or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)
+            ):
                 self.problem(node, f"unexpected statement at the top level: {ast.unparse(node)[:80]}")
 
     def node(self, node: ast.AST, parent: ast.AST | None) -> None:
+        if self.torch and isinstance(node, ast.ClassDef) and _module_class(node) and parent is not None:
+            return  # (its methods are judged)
+        if self.torch and isinstance(node, ast.Attribute) and ast.unparse(node) == "super().__init__":
+            return
         if not isinstance(node, SYNTAX):
             self.problem(node, f"unexpected syntax: {type(node).__name__}")
         match node:
@@ -198,12 +233,14 @@ class _Check:
                 self.problem(node, "a decorator")
             case ast.Attribute(attr=attr) if attr.startswith("_"):
                 self.problem(node, f"attribute {attr}")
-            case ast.Name(id=name, ctx=ast.Store()) if name in MODULES or name in _BUILTIN_NAMES or name in DUNDERS:
+            case ast.Name(id=name, ctx=ast.Store()) if (
+                name in self.modules or name in _BUILTIN_NAMES or name in DUNDERS
+            ):
                 self.problem(node, f"assigns {name}")
             case ast.Name(id=name, ctx=ast.Load()):
                 if name.startswith("_") and name not in DUNDERS and name != "_":
                     self.problem(node, f"name {name}")
-                elif name in _BUILTIN_NAMES and name not in BUILTINS:
+                elif name in _BUILTIN_NAMES and name not in BUILTINS and not (self.torch and name == "super"):
                     self.problem(node, f"builtin {name}")
             case ast.Call(func=func):
                 self.call(node, func)
@@ -211,19 +248,21 @@ class _Check:
             self.module_use(node, parent)
 
     def imported(self, node: ast.AST, module: str, name: str | None, asname: str | None) -> None:
-        if (module, name, asname) not in IMPORTS and not (asname is None and (module, name) in self.plugins):
+        if (module, name, asname) not in self.imports and not (asname is None and (module, name) in self.plugins):
             self.problem(node, f"import {module}" + (f".{name}" if name else "") + (f" as {asname}" if asname else ""))
 
     def call(self, node: ast.Call, func: ast.expr) -> None:
         path = _dotted(func)
-        if path is not None and path.split(".")[0] in MODULES:
-            if path not in CALLS:
+        if path is not None and path.split(".")[0] in self.modules:
+            if path not in self.calls:
                 self.problem(node, f"call {path}")
+        elif self.torch and (path in self.own or ast.unparse(func) == "super().__init__"):
+            return  # the module's own layers: self.conv2d(x)
         elif isinstance(func, ast.Name):
-            if func.id in _BUILTIN_NAMES and func.id not in BUILTINS:
+            if func.id in _BUILTIN_NAMES and func.id not in BUILTINS and not (self.torch and func.id == "super"):
                 self.problem(node, f"call {func.id}")  # also reported as a name; the call says more
         elif isinstance(func, ast.Attribute):
-            if func.attr not in METHODS:
+            if func.attr not in self.methods:
                 self.problem(node, f"method {func.attr}")
         elif not isinstance(func, ast.Call):  # layers.Conv2D(...)(x): a layer applied
             self.problem(node, f"call of {type(func).__name__}")
@@ -232,13 +271,13 @@ class _Check:
         """A library module may only be named at the start of an allowed call or value: never
         bound to a variable, passed along, or read for another attribute."""
         path = _dotted(node)
-        if path is None or path.split(".")[0] not in MODULES:
+        if path is None or path.split(".")[0] not in self.modules:
             return
         if isinstance(parent, ast.Attribute):
             return  # part of a longer path, judged there
         if isinstance(parent, ast.Call) and parent.func is node:
             return  # judged as a call
-        if path not in VALUES:
+        if path not in self.values:
             self.problem(node, f"uses {path}")
 
 
@@ -251,3 +290,24 @@ def _dotted(node: ast.expr) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     return ".".join([node.id, *reversed(parts)])
+
+
+def _module_class(node: ast.AST) -> bool:
+    """``class Name(nn.Module):`` with methods only (and a docstring): the torch target's class."""
+    if not isinstance(node, ast.ClassDef) or node.decorator_list or node.keywords:
+        return False
+    if [ast.unparse(b) for b in node.bases] != ["nn.Module"]:
+        return False
+    body = node.body[1:] if node.body and isinstance(node.body[0], ast.Expr) else node.body
+    return all(isinstance(item, ast.FunctionDef) for item in body)
+
+
+def _own_modules(tree: ast.Module) -> frozenset[str]:
+    """``self.NAME`` for every ``self.NAME = ...`` in the code: the layers a torch module may call."""
+    return frozenset(
+        ast.unparse(target)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"
+    )

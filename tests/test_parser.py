@@ -106,7 +106,9 @@ def test_parsing_never_imports_tensorflow() -> None:
         "import sys, normdsl, normdsl.summary;"
         "n = normdsl.check(normdsl.parse(open(sys.argv[1]).read()));"
         "normdsl.render(n); normdsl.summary.text(n);"
-        "assert not {'tensorflow', 'keras', 'numpy'} & set(sys.modules), 'TensorFlow imported'"
+        "from normdsl import target_torch, cli; target_torch.render(n); target_torch.figures_line(n);"
+        "cli.main(['check', '--target', 'torch', sys.argv[1]]); cli.main(['summary', '--target', 'torch', sys.argv[1]]);"
+        "assert not {'tensorflow', 'keras', 'numpy', 'torch', 'jax'} & set(sys.modules), 'a framework imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0])], check=True)
 
