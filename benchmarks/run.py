@@ -9,6 +9,8 @@
 3. normdsl.build_model against the same model written by hand in Keras (seed models, ResNet-50).
 4. normdsl.check's static totals against building the Keras model for count_params().
 5. The language server: a keystroke in ResNet-50 → fresh diagnostics (in the server, and over stdio).
+6. PyTorch: normdsl.build_module against the same module written by hand, and the forward time of the
+   generated module and of build_module's against the hand-written one's.
 The processes of section 1 run in turns (one of each command per round), so that the load of a shared
 machine falls on all of them alike; the table at the end is the README's.
 """
@@ -26,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESNET = str(ROOT / "examples" / "resnet50.nd")
@@ -279,6 +282,61 @@ def lsp_round_trip(runs: int) -> float:
     return asyncio.run(run())
 
 
+TORCH_SEED = """
+import torch
+from torch import nn
+
+
+class Seed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.conv3 = nn.Conv2d(64, 128, 3)
+        self.norm = nn.BatchNorm2d(128, eps=1e-3, momentum=0.01)
+        self.conv4 = nn.Conv2d(128, 256, 3)
+
+    def forward(self, x):
+        return self.conv4(self.norm(self.conv3(self.conv2(self.conv1(x)))))
+"""
+
+
+def torch_builds(runs: int, with_resnet: bool) -> dict[str, tuple[float, float]]:
+    """(normdsl, hand-written) medians: build times, and forward times in inference mode."""
+    import torch
+
+    import normdsl
+    from normdsl import target_torch
+
+    torch.set_num_threads(1)  # steadier on a shared machine
+    namespace: dict[str, Any] = {}
+    exec(TORCH_SEED, namespace)
+    by_hand = namespace["Seed"]
+    text = (ROOT / "examples" / "batchnorm.nd").read_text()
+    out = {"build: batchnorm": alternate(lambda: normdsl.build_module(text), by_hand, runs)}
+
+    def forward(ours: Any, theirs: Any, x: Any) -> tuple[float, float]:
+        with torch.no_grad():
+            return alternate(lambda: ours(x), lambda: theirs(x), runs)
+
+    def generated(spec: str, name: str) -> Any:
+        code: dict[str, Any] = {}
+        exec(target_torch.render(normdsl.check(normdsl.parse(spec, filename=f"{name}.nd"))), code)
+        return code["build_model"]().eval()
+
+    seed, hand = generated(text, "batchnorm"), by_hand().eval()
+    x = torch.randn(2, 3, 64, 64)
+    out["forward: batchnorm generated"] = forward(seed, hand, x)
+    out["forward: batchnorm build_module"] = forward(normdsl.build_module(text).eval(), hand, x)
+    if with_resnet:  # (no hand-written ResNet-50 at hand: the generated module is PyTorch as one writes it)
+        resnet = (ROOT / "examples" / "resnet50.nd").read_text()
+        written = generated(resnet, "resnet50")
+        direct = normdsl.build_module(resnet).eval()
+        direct.load_state_dict(written.state_dict())
+        out["forward: resnet50 build_module"] = forward(direct, written, torch.randn(2, 3, 128, 128))
+    return out
+
+
 def verdict(value: float, target: float, *, at_most: bool = True, unit: str = "×") -> str:
     met = value <= target if at_most else value >= target
     if met:
@@ -426,6 +484,13 @@ def main() -> None:
             "a real client (pygls), debounce off",
         )
     )
+
+    modules = torch_builds(5 if args.quick else 15, with_resnet=not args.quick)
+    print("\n6. PyTorch: build_module and forward against hand-written PyTorch (ResNet-50: the generated module)")
+    for name, (ours, theirs) in modules.items():
+        print(
+            f"   {name:36s} normdsl {ours * 1000:8.2f} ms  by hand {theirs * 1000:8.2f} ms  ratio {ours / theirs:5.2f}"
+        )
 
     print(f"\nThe README's table ({machine}, {when}):\n")
     print("| measure | normdsl | baseline | ratio / target |\n|---|---|---|---|")

@@ -633,6 +633,59 @@ def _imported_spec(path: Path) -> bool:
         return False
 
 
+def cmd_port_weights(args: argparse.Namespace, report: Report) -> int:
+    """Keras weights (.weights.h5) → a PyTorch state_dict (.pt), or back, through the two models the spec builds."""
+    from normdsl.writer import guard, write_atomically
+
+    weights, out = Path(args.weights), Path(args.output)
+    to_torch = weights.name.endswith(".weights.h5")
+    if to_torch and out.suffix not in (".pt", ".pth"):
+        raise UsageError(f"{shown(out)}: Keras weights become a PyTorch state_dict: name it .pt")
+    if not to_torch and (weights.suffix not in (".pt", ".pth") or not out.name.endswith(".weights.h5")):
+        raise UsageError(
+            "port-weights reads Keras's .weights.h5 (then -o OUT.pt) or PyTorch's .pt (then -o OUT.weights.h5)"
+        )
+    args.specs, args.expr, args.many = [args.spec], None, False
+
+    def run(source: Source) -> int:
+        from normdsl.emit_keras import build_model
+        from normdsl.emit_torch import TorchMissing, build_module, copy_weights, torch_module
+        from normdsl.target_torch import check_torch
+
+        network = check_torch(_network(args, source, report))
+        guard(out, force=args.force)
+        load_keras(report)
+        try:
+            torch = torch_module()
+        except TorchMissing as exc:
+            raise UsageError(str(exc)) from None
+        model, module = build_model(network), build_module(network)
+        try:
+            if to_torch:
+                model.load_weights(weights)
+                copy_weights(model, module)
+                write_atomically(out, lambda tmp: torch.save(module.state_dict(), tmp))
+            else:
+                module.load_state_dict(torch.load(weights, weights_only=True))
+                copy_weights(module, model)
+
+                def produce(tmp: Path) -> None:  # (Keras wants the name to end in .weights.h5)
+                    staged = tmp.with_name(tmp.name + ".weights.h5")
+                    try:
+                        model.save_weights(staged)
+                        os.replace(staged, tmp)
+                    finally:
+                        staged.unlink(missing_ok=True)
+
+                write_atomically(out, produce)
+        except (ValueError, RuntimeError, KeyError) as exc:  # weights of another model: the frameworks' words
+            raise UsageError(f"{shown(str(weights))}: {shown(one_line(str(exc)))[:600]}") from None
+        print(f"wrote {shown(out)}: the weights of {shown(str(weights))} for {summary.one_line(network)}")
+        return EXIT_OK
+
+    return each(args, report, run)
+
+
 def cmd_fmt(args: argparse.Namespace, report: Report) -> int:
     import difflib
 
@@ -947,6 +1000,19 @@ def _parser() -> argparse.ArgumentParser:
             default="keras",
             help="keras (default) or torch: write a PyTorch module, check what PyTorch can compute, its figures",
         )
+    p = sub.add_parser(  # Keras ↔ PyTorch (issue 22)
+        "port-weights",
+        help="move trained weights between Keras (.weights.h5) and PyTorch (.pt) models of a spec",
+        description="Build the spec's Keras model and PyTorch module, load WEIGHTS into the one it fits, copy "
+        "them layer by layer into the other and save them: SPEC model.weights.h5 -o model.pt, or the reverse.",
+    )
+    p.add_argument("spec", metavar="SPEC", help="the spec both models are built from")
+    p.add_argument("weights", metavar="WEIGHTS", help="model.weights.h5 (Keras) or model.pt (a PyTorch state_dict)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.pt or OUT.weights.h5")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
+    _model_options(p)
+    p.set_defaults(run=cmd_port_weights)
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")

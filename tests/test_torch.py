@@ -17,7 +17,9 @@ from typing import Any
 import black
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, readme_sessions
+from hypothesis import given, settings
+from strategies import random_model, spec_text
 
 import normdsl
 from normdsl import target_torch
@@ -231,3 +233,113 @@ def test_weights_move_both_ways_and_different_specs_are_refused(keras: Any) -> N
     with pytest.raises(ValueError, match="differs") as caught:
         normdsl.copy_weights(model, other)
     assert "conv2d" in str(caught.value)
+
+
+@settings(max_examples=15, deadline=None)
+@given(random_model())
+def test_random_specs_give_black_code_and_the_same_function_in_both_frameworks(keras: Any, model: Any) -> None:
+    try:
+        net = normdsl.check(spec_text(*model))
+    except normdsl.SpecError:
+        return  # the oracle tests cover invalid specs
+    found = target_torch.problems(net)
+    assert all("(--target torch)" in d.message for d in found)
+    if found:
+        return
+    code = target_torch.render(net)
+    assert black.format_str(code, mode=black.Mode()) == code
+    assert unexpected_code(code, target="torch") == []
+    expected, direct, generated = outputs(keras, net, batch=3)
+    # (absolute too: a layer norm over one channel outputs its offset, plus Keras's rounding noise)
+    np.testing.assert_allclose(direct, expected, rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(generated, expected, rtol=TOLERANCE, atol=TOLERANCE)
+
+
+TRAINED = """
+input(12, 12, 3)
+conv8(s=2, pad=same) bn(momentum=0.9) relu
+dwconv(pad=same, dilation=2) ln gelu
+res(conv8(k=1, groups=2) gn(4) swish) sepconv6(pad=same) in
+flatten dense5 bn dense3
+"""
+
+
+def test_one_sgd_step_updates_the_weights_alike_and_running_variance_as_documented(keras: Any) -> None:
+    """Training mode: the same batch, the same weights, one SGD step on a squared error. The weights
+    agree within 1e-4. Batch norm's moving mean agrees too; its moving variance does not: PyTorch
+    updates it with the unbiased batch variance (n / (n - 1) times Keras's biased one, n the values
+    per channel), which is checked here as that exact difference."""
+    import tensorflow as tf
+
+    net = normdsl.check(TRAINED)
+    keras.backend.clear_session()
+    model = normdsl.build_model(net)
+    randomize(model, seed=5)
+    module = normdsl.build_module(net).train()
+    normdsl.copy_weights(model, module)
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    rng = np.random.default_rng(6)
+    x = rng.normal(0.3, 1.0, (4, 12, 12, 3)).astype(np.float32)
+    y = rng.normal(0.0, 1.0, (4, 3)).astype(np.float32)
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(x, training=True) - y) ** 2)
+    grads = tape.gradient(loss, model.trainable_weights)
+    keras.optimizers.SGD(learning_rate=0.1).apply_gradients(zip(grads, model.trainable_weights, strict=True))
+
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    torch_loss = ((module(nchw(x)) - torch.from_numpy(y)) ** 2).mean()
+    torch_loss.backward()
+    optimizer.step()
+    assert abs(float(torch_loss.detach()) - float(loss)) < 1e-5 * abs(float(loss))
+
+    keras.backend.clear_session()
+    after = normdsl.build_model(net)
+    normdsl.copy_weights(module, after)
+    for mine, theirs in zip(after.weights, model.weights, strict=True):
+        a, b = mine.numpy(), theirs.numpy()
+        if "moving_variance" not in theirs.path:
+            assert np.max(np.abs(a - b)) <= 1e-4 * max(1.0, float(np.max(np.abs(b)))), theirs.path
+            continue
+        momentum = 0.9 if theirs.shape[0] == 8 else 0.99
+        n = 4 * 6 * 6 if theirs.shape[0] == 8 else 4  # values per channel: batch × height × width
+        old = before[theirs.path]
+        biased = (b - momentum * old) / (1 - momentum)  # Keras: moving = m · moving + (1 - m) · var
+        expected = momentum * old + (1 - momentum) * biased * n / (n - 1)
+        np.testing.assert_allclose(a, expected, rtol=1e-4)
+        assert np.all(a > b)  # PyTorch's is larger, by (1 - m) · var / (n - 1)
+
+
+def test_the_readmes_torch_examples_are_real_output() -> None:
+    sessions = readme_sessions("torch-example")
+    assert len(sessions) == 3
+    for args, shown in sessions:
+        result = subprocess.run([sys.executable, "-m", "normdsl", *args], capture_output=True, text=True, cwd=ROOT)
+        assert (result.stdout + result.stderr).rstrip("\n") == shown, args
+
+
+def test_port_weights_both_ways_on_the_command_line(keras: Any, tmp_path: Path) -> None:
+    from normdsl import cli
+
+    spec = str(ROOT / "examples" / "strided.nd")
+    net = network("strided")
+    keras.backend.clear_session()
+    model = normdsl.build_model(net)
+    randomize(model, seed=7)
+    model.save_weights(tmp_path / "m.weights.h5")
+    assert cli.main(["port-weights", spec, str(tmp_path / "m.weights.h5"), "-o", str(tmp_path / "m.pt")]) == 0
+    module = normdsl.build_module(net)
+    module.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    x = np.random.default_rng(2).normal(0.5, 1.0, (2, *net.input_shape)).astype(np.float32)
+    with torch.no_grad():
+        assert difference(model(x, training=False).numpy(), nhwc(module.eval()(nchw(x)))) < TOLERANCE
+    back = tmp_path / "back.weights.h5"
+    assert cli.main(["port-weights", spec, str(tmp_path / "m.pt"), "-o", str(back)]) == 0
+    keras.backend.clear_session()
+    again = normdsl.build_model(net)
+    again.load_weights(back)
+    for a, b in zip(model.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = str(ROOT / "examples" / "seed.nd")
+    assert cli.main(["port-weights", other, str(tmp_path / "m.pt"), "-o", str(tmp_path / "x.weights.h5")]) == 2
+    assert not (tmp_path / "x.weights.h5").exists()
