@@ -218,7 +218,7 @@ class _Check:
     def node(self, node: ast.AST, parent: ast.AST | None) -> None:
         if self.torch and isinstance(node, ast.ClassDef) and _module_class(node) and parent is not None:
             return  # (its methods are judged)
-        if self.torch and isinstance(node, ast.Attribute) and ast.unparse(node) == "super().__init__":
+        if self.torch and _super_init(node):
             return
         if not isinstance(node, SYNTAX):
             self.problem(node, f"unexpected syntax: {type(node).__name__}")
@@ -256,7 +256,7 @@ class _Check:
         if path is not None and path.split(".")[0] in self.modules:
             if path not in self.calls:
                 self.problem(node, f"call {path}")
-        elif self.torch and (path in self.own or ast.unparse(func) == "super().__init__"):
+        elif self.torch and (path in self.own or _super_init(func)):
             return  # the module's own layers: self.conv2d(x)
         elif isinstance(func, ast.Name):
             if func.id in _BUILTIN_NAMES and func.id not in BUILTINS and not (self.torch and func.id == "super"):
@@ -302,10 +302,22 @@ def _module_class(node: ast.AST) -> bool:
     return all(isinstance(item, ast.FunctionDef) for item in body)
 
 
+def _super_init(node: ast.AST) -> bool:
+    """``super().__init__``."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "__init__"
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "super"
+        and not node.value.args
+    )
+
+
 def _own_modules(tree: ast.Module) -> frozenset[str]:
     """``self.NAME`` for every ``self.NAME = ...`` in the code: the layers a torch module may call."""
     return frozenset(
-        ast.unparse(target)
+        f"self.{target.attr}"
         for node in ast.walk(tree)
         if isinstance(node, ast.Assign)
         for target in node.targets

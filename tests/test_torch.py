@@ -99,9 +99,9 @@ def test_small_examples_compute_what_keras_computes(keras: Any, name: str) -> No
     assert difference(expected, generated) < TOLERANCE
 
 
-def test_resnet50_and_mobilenet_v2_compute_what_keras_computes(keras: Any) -> None:
-    for name in ("resnet50", "mobilenet_v2"):
-        net = network(name, input_shape=(96, 96, 3))
+def test_resnet50_mobilenets_and_convnext_compute_what_keras_computes(keras: Any) -> None:
+    for name, size in (("resnet50", 96), ("mobilenet_v2", 96), ("mobilenet_v3_large", 64), ("convnext_tiny", 64)):
+        net = network(name, input_shape=(size, size, 3))
         expected, direct, generated = outputs(keras, net)
         assert difference(expected, direct) < TOLERANCE, name
         assert difference(expected, generated) < TOLERANCE, name
