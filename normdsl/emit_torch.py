@@ -65,6 +65,8 @@ def _module_class(torch: Any) -> Any:
             for layer in plan:
                 if layer.module is not None:
                     setattr(self, str(layer.name), make(torch, layer.module))
+                for buffer, ctor in layer.buffers:
+                    getattr(self, str(layer.name)).register_buffer(buffer, make(torch, ctor))
             self.network = network  # (not a module: not in the state_dict)
             self.plan = plan
             inputs = [network.layers[layer.index].inputs for layer in plan]
@@ -117,6 +119,7 @@ _MAPS: dict[str, tuple[tuple[str, str], ...]] = {
     "LayerNormalization": (("weight", "same"), ("bias", "same")),
     "GroupNormalization": (("weight", "same"), ("bias", "same")),
     "LayerScale": (("", "same"),),
+    "Normalization": (("mean", "same"), ("variance", "same"), ("count", "same")),
 }
 
 
@@ -160,6 +163,8 @@ def copy_weights(src: Any, dst: Any) -> None:
     layer that differs (in the spec's order); nothing is copied then."""
     if _is_torch(src) == _is_torch(dst):
         raise TypeError("copy_weights copies between a Keras model and a PyTorch module (one of each)")
+    import numpy as np
+
     torch = torch_module()
     module, keras_model = (src, dst) if _is_torch(src) else (dst, src)
     pairs = _pairs(module, keras_model)
@@ -168,7 +173,8 @@ def copy_weights(src: Any, dst: Any) -> None:
             for holder, keras_layer, maps in pairs:
                 for (path, how), array in zip(maps, keras_layer.get_weights(), strict=True):
                     tensor = _tensor(module, holder, path)
-                    tensor.copy_(torch.from_numpy(_to_torch(array, how).copy()).to(tensor.dtype))
+                    array = np.array(_to_torch(np.asarray(array), how))  # (a copy: a count is a NumPy scalar)
+                    tensor.copy_(torch.from_numpy(array).to(tensor.dtype))
         else:
             for holder, keras_layer, maps in pairs:
                 shapes = [tuple(w.shape) for w in keras_layer.weights]
@@ -199,7 +205,7 @@ def _maps(kind: str, count: int) -> tuple[tuple[str, str], ...] | None:
 
 def _holders(module: Any) -> list[str]:
     """The module's attributes that hold weights, in the order they were made (the spec's)."""
-    found = [name for name, child in module.named_children() if any(True for _ in child.parameters())]
+    found = [name for name, child in module.named_children() if any(True for _ in child.state_dict())]
     found += [name for name, _ in module.named_parameters(recurse=False)]
     order = {name: i for i, name in enumerate(module.state_dict().keys())}
     return sorted(found, key=lambda n: min(i for key, i in order.items() if key == n or key.startswith(n + ".")))

@@ -128,13 +128,13 @@ TORCH_MODULES = {"math", "torch", "nn", "F"}
 TORCH_CALLS = {
     *(f"nn.{name}" for name in ("Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm")),
     *("nn.Sequential", "nn.Parameter", "torch.full", "torch.flatten", "torch.cat", "torch.ones_like"),
-    *("torch.sigmoid", "torch.tanh", "torch.exp"),
+    *("torch.sigmoid", "torch.tanh", "torch.exp", "torch.zeros", "torch.ones", "nn.Module"),
     *(f"F.{name}" for name in ("pad", "relu", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "softplus")),
     *(f"F.{name}" for name in ("softsign", "softmax", "log_softmax", "hardsigmoid", "hardswish", "mish")),
     *(f"F.{name}" for name in ("dropout", "max_pool2d", "avg_pool2d", "interpolate")),
 }
-TORCH_VALUES = {"math.inf", "nn.Module"}
-TORCH_METHODS = {"permute", "view", "clamp", "mean", "amax", "new_ones", "new_tensor"}
+TORCH_VALUES = {"math.inf", "nn.Module", "torch.int64"}
+TORCH_METHODS = {"permute", "view", "clamp", "mean", "amax", "new_ones", "new_tensor", "register_buffer", "sqrt"}
 TARGETS = {
     "keras": (IMPORTS, MODULES, CALLS, VALUES, METHODS),
     "torch": (TORCH_IMPORTS, TORCH_MODULES, TORCH_CALLS, TORCH_VALUES, TORCH_METHODS),

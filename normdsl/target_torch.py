@@ -59,6 +59,13 @@ TRAINING = _Training()
 
 
 @dataclass(frozen=True, slots=True)
+class Dtype:
+    """``torch.int64`` as an argument of a Ctor."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fn:
     """``path(x, *args, **kwargs)``: F.relu(x), torch.flatten(x, 1)."""
 
@@ -117,7 +124,14 @@ class AvgSame:
     pad: tuple[int, int, int, int]
 
 
-Step = Fn | Method | Own | Arith | Drop | Relu | AvgSame
+@dataclass(frozen=True, slots=True)
+class Standardize:
+    """Keras's adapted Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)`` from the layer's buffers."""
+
+    rank: int
+
+
+Step = Fn | Method | Own | Arith | Drop | Relu | AvgSame | Standardize
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +144,7 @@ class TorchLayer:
     steps: tuple[Step, ...]
     join: str | None = None  # +, * or cat: a merge of the inputs, before the steps
     expand: tuple[int | None, ...] = ()  # per input of a merge: channels of a rank-1 operand broadcast as (C, 1, 1)
+    buffers: tuple[tuple[str, Ctor], ...] = ()  # registered on the module: ("mean", torch.zeros(3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +295,15 @@ def torch_layer(index: int, network: Network, names: list[str]) -> TorchLayer:
     if rule is None:
         raise Unsupported(f"Keras's {layer.keras_class} has no PyTorch equivalent in normdsl")
     module, steps = rule(layer, config(layer))
-    return TorchLayer(index, names[index] if module is not None else None, module, tuple(steps))
+    buffers: tuple[tuple[str, Ctor], ...] = ()
+    if layer.keras_class == "Normalization" and module is not None:  # adapted: its statistics as buffers
+        channels = layer.input_shape[-1]
+        buffers = (
+            ("mean", Ctor("torch.zeros", (channels,))),
+            ("variance", Ctor("torch.ones", (channels,))),
+            ("count", Ctor("torch.zeros", ((),), (("dtype", Dtype("int64")),))),
+        )
+    return TorchLayer(index, names[index] if module is not None else None, module, tuple(steps), buffers=buffers)
 
 
 def layers(network: Network) -> list[TorchLayer]:
@@ -525,12 +548,9 @@ def _rescale(layer: NetLayer, c: dict[str, object]) -> tuple[Ctor | None, list[S
 def _normalize(layer: NetLayer, c: dict[str, object]) -> tuple[Ctor | None, list[Step]]:
     _axis(layer, c)
     mean, variance = c["mean"], c["variance"]
-    if mean is None or variance is None:
-        raise Unsupported(
-            "a Normalization adapted to data (without mean= and var=) is not written for PyTorch",
-            "give mean= and var=",
-        )
     rank = len(layer.input_shape)
+    if mean is None or variance is None:  # adapted to data: mean, variance and count are the module's buffers
+        return Ctor("nn.Module"), [Standardize(rank)]
 
     def per_channel(values: object, f: Callable[[float], float]) -> float | tuple[float, ...]:
         if isinstance(values, tuple):
@@ -630,6 +650,8 @@ def figures(ctor: Ctor | None) -> Figures:
                 assert isinstance(part, Ctor)
                 total = total + figures(part)
             return total
+        case "nn.Module":  # (its buffers are counted by buffer_figures)
+            return Figures()
         case "nn.Parameter":
             inner = a[0]
             assert isinstance(inner, Ctor) and inner.path == "torch.full"
@@ -639,11 +661,20 @@ def figures(ctor: Ctor | None) -> Figures:
     raise ValueError(f"no figures for {ctor.path}")
 
 
+def buffer_figures(buffers: tuple[tuple[str, Ctor], ...]) -> Figures:
+    """Registered buffers: their values (a Normalization's count too, which Keras counts as a weight)."""
+    total = 0
+    for _, ctor in buffers:
+        shape = ctor.args[0]
+        total += math.prod(_int(n) for n in shape) if isinstance(shape, tuple) else _int(shape)
+    return Figures(0, total)
+
+
 def totals(network: Network, torch_layers: list[TorchLayer] | None = None) -> Figures:
     """The module's parameters, buffers and counters, as PyTorch counts them (no torch imported)."""
     total = Figures()
     for layer in layers(check_torch(network)) if torch_layers is None else torch_layers:
-        total = total + figures(layer.module)
+        total = total + figures(layer.module) + buffer_figures(layer.buffers)
     return total
 
 
@@ -666,6 +697,8 @@ def _arg(value: object) -> str:
         return ctor_source(value)
     if isinstance(value, _Training):
         return "self.training"
+    if isinstance(value, Dtype):
+        return f"torch.{value.name}"
     if isinstance(value, float) and math.isinf(value):
         return "-math.inf" if value < 0 else "math.inf"
     return literal(value)
@@ -711,6 +744,10 @@ def step_source(step: Step, x: str, name: str | None) -> str:
                 negative = f"F.relu(-{x})" if threshold == 0 else f"F.relu({literal(threshold)} - {x})"
                 y = f"{y} - {literal(slope)} * {negative}"
             return y
+        case Standardize(rank=rank):
+            view = f".view{literal(_shaped(rank))}" if rank == 3 else ""
+            mean, deviation = f"self.{name}.mean{view}", f"self.{name}.variance.sqrt().clamp(min=1e-07){view}"
+            return f"({_operand(x)} - {mean}) / {deviation}"
         case AvgSame(pool=pool, strides=strides, pad=pad):
             k, s = literal(_short(pool)), literal(_short(strides))
             ones = f"F.pad(torch.ones_like({x}[:, :1]), {literal(pad)})"
@@ -788,6 +825,8 @@ def source_model(network: Network) -> TorchSource:
         if tl.module is not None:
             note = _note(network, tl.index)
             init.append(_line(f"self.{tl.name} = {ctor_source(tl.module)}", note))
+            for buffer, ctor in tl.buffers:
+                init.append(_line(f'self.{tl.name}.register_buffer("{buffer}", {ctor_source(ctor)})', ""))
     forward, parameter, output = _forward(network, torch_layers)
     shapes = f"Input {_nchw(network.input_shape)}, output {_nchw(network.output_shape)}: NCHW, as PyTorch's layers take them."
     note = input_note(network)
@@ -907,7 +946,10 @@ def render(network: Network) -> str:
 def make(torch: Any, ctor: Ctor) -> Any:
     """The module (or parameter) a Ctor describes, made with ``torch``."""
     args = [make(torch, a) if isinstance(a, Ctor) else a for a in ctor.args]
-    kwargs = {k: make(torch, v) if isinstance(v, Ctor) else v for k, v in ctor.kwargs}
+    kwargs = {
+        k: make(torch, v) if isinstance(v, Ctor) else getattr(torch, v.name) if isinstance(v, Dtype) else v
+        for k, v in ctor.kwargs
+    }
     home, name = ctor.path.split(".")
     return getattr(torch.nn if home == "nn" else torch, name)(*args, **kwargs)
 
@@ -942,6 +984,12 @@ def apply(torch: Any, step: Step, x: Any, owner: Any, name: str | None) -> Any:
             if slope:
                 y = y - slope * (F.relu(-x) if threshold == 0 else F.relu(threshold - x))
             return y
+        case Standardize(rank=rank):
+            own = getattr(owner, str(name))
+            mean, deviation = own.mean, own.variance.sqrt().clamp(min=1e-07)
+            if rank == 3:
+                mean, deviation = mean.view(_shaped(rank)), deviation.view(_shaped(rank))
+            return (x - mean) / deviation
         case AvgSame(pool=pool, strides=strides, pad=pad):
             ones = F.pad(torch.ones_like(x[:, :1]), pad)
             return F.avg_pool2d(F.pad(x, pad), pool, strides) / F.avg_pool2d(ones, pool, strides)
