@@ -313,7 +313,11 @@ def torch_builds(runs: int, with_resnet: bool) -> dict[str, tuple[float, float]]
     exec(TORCH_SEED, namespace)
     by_hand = namespace["Seed"]
     text = (ROOT / "examples" / "batchnorm.nd").read_text()
-    out = {"build: batchnorm": alternate(lambda: normdsl.build_module(text), by_hand, runs)}
+    checked = normdsl.check(text)
+    out = {
+        "build: batchnorm (spec text)": alternate(lambda: normdsl.build_module(text), by_hand, runs),
+        "build: batchnorm (checked network)": alternate(lambda: normdsl.build_module(checked), by_hand, runs),
+    }
 
     def forward(ours: Any, theirs: Any, x: Any) -> tuple[float, float]:
         with torch.no_grad():
@@ -331,6 +335,8 @@ def torch_builds(runs: int, with_resnet: bool) -> dict[str, tuple[float, float]]
     if with_resnet:  # (no hand-written ResNet-50 at hand: the generated module is PyTorch as one writes it)
         resnet = (ROOT / "examples" / "resnet50.nd").read_text()
         written = generated(resnet, "resnet50")
+        by_generated = type(written)
+        out["build: resnet50 (spec text)"] = alternate(lambda: normdsl.build_module(resnet), by_generated, 5)
         direct = normdsl.build_module(resnet).eval()
         direct.load_state_dict(written.state_dict())
         out["forward: resnet50 build_module"] = forward(direct, written, torch.randn(2, 3, 128, 128))
