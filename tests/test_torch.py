@@ -239,7 +239,7 @@ def test_weights_move_both_ways_and_different_specs_are_refused(keras: Any) -> N
     assert "conv2d" in str(caught.value)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=settings().max_examples // 20, deadline=None)  # 15 in CI, 500 in the long profile
 @given(random_model())
 def test_random_specs_give_black_code_and_the_same_function_in_both_frameworks(keras: Any, model: Any) -> None:
     try:
