@@ -1,6 +1,6 @@
 """The PyTorch target: each layer of a checked network as the ``torch.nn`` module its ``__init__``
 makes (a :class:`Ctor`) and the steps its ``forward`` applies (:data:`Step`), computing what Keras
-computes. The generated module (:func:`render`, through ``templates/torch_model.py.j2``) and the
+computes. The generated module (:func:`render`, through ``templates/_torch_model.py.j2``) and the
 direct build (``emit_torch.build_module``) read the same :class:`TorchLayer` values: source is
 written from them here (:func:`ctor_source`, :func:`step_source`), modules are made and steps
 applied from them by :func:`make` and :func:`apply`, which are handed ``torch`` (this module never
@@ -788,7 +788,7 @@ def _line(code: str, note: str, indent: int = 2) -> Line:
 
 @dataclass(frozen=True, slots=True)
 class TorchSource:
-    """What templates/torch_model.py.j2 receives."""
+    """What templates/_torch_model.py.j2 receives."""
 
     marker: PyCode
     spec_file: SafeText
@@ -932,7 +932,7 @@ def render(network: Network) -> str:
     from normdsl.safety import unexpected_code
 
     model = source_model(network)
-    template = _environment(str(data_dir("templates"))).get_template("torch_model.py.j2")
+    template = _environment(str(data_dir("templates"))).get_template("_torch_model.py.j2")
     code = template.render(**{f: getattr(model, f) for f in model.__dataclass_fields__})
     found = unexpected_code(code, module=True, target="torch")
     if found:
