@@ -17,6 +17,8 @@ on a line or another box. Text is monospace, so its width is known without a fon
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import heapq
 import html as _html
 import re
 from collections.abc import Sequence
@@ -152,7 +154,46 @@ def graph(network: Network, depth: int | None = None) -> Graph:
     last = owner[network.output] if network.output in owner else len(nodes) - 1
     output = network.output_shape
     nodes.append(Node("output", (f"output {dims(output)}",), "the model's output", output, (last,), ()))
-    return Graph(network.name, tuple(nodes), tuple(_clusters(nodes)))
+    return Graph(network.name, *_main_path_first(nodes))
+
+
+def _main_path_first(nodes: list[Node]) -> tuple[tuple[Node, ...], tuple[Cluster, ...]]:
+    """The nodes in an order where a short branch comes just before the merge it joins, after the long one
+    (Keras creates a projected shortcut before the body; drawn in that order its line would run the whole
+    block's length): built from the end, taking among the nodes whose consumers are all placed the one
+    nearest the input. Kept only if every block use stays consecutive (the same clusters); else creation order."""
+    n = len(nodes)
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    for t, node in enumerate(nodes):
+        for p in set(node.inputs):
+            consumers[p].append(t)
+    depth = [0] * n
+    for t, node in enumerate(nodes):
+        depth[t] = 1 + max((depth[p] for p in node.inputs), default=0)
+    waiting = [len(c) for c in consumers]
+    ready = [(depth[t], -t) for t in range(n) if not waiting[t]]
+    heapq.heapify(ready)
+    backwards: list[int] = []
+    while ready:
+        _, t = heapq.heappop(ready)
+        backwards.append(-t)
+        for p in set(nodes[-t].inputs):
+            waiting[p] -= 1
+            if not waiting[p]:
+                heapq.heappush(ready, (depth[p], -p))
+    order = backwards[::-1]
+    clusters = _clusters(nodes)
+    if len(order) != n or order == list(range(n)) or order[0] != 0 or order[-1] != n - 1:
+        return tuple(nodes), tuple(clusters)
+    at = {old: new for new, old in enumerate(order)}
+    moved = [dataclasses.replace(nodes[old], inputs=tuple(at[p] for p in nodes[old].inputs)) for old in order]
+    again = _clusters(moved)
+    same = len(again) == len(clusters) and all(
+        (a.path, a.level, {order[k] for k in range(a.first, a.last + 1)})
+        == (b.path, b.level, set(range(b.first, b.last + 1)))
+        for a, b in zip(again, clusters, strict=True)
+    )
+    return (tuple(moved), tuple(again)) if same else (tuple(nodes), tuple(clusters))
 
 
 def _is_norm(kind: str) -> bool:

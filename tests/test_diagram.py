@@ -360,3 +360,17 @@ def test_a_large_networks_notebook_repr_collapses_blocks_to_fit_about_forty_rows
     assert net._repr_markdown_().count("\n| ") == 1 + 24
     small = network(ROOT / "examples" / "vgg16.nd")
     assert small._repr_html_().count("<tr>") == 1 + len(small.layers)
+
+
+def test_a_projected_shortcut_is_drawn_just_before_the_merge_it_joins() -> None:
+    net = network(RESNET)
+    g = diagrams.graph(net)
+    assert all(p < t for t, node in enumerate(g.nodes) for p in node.inputs)  # still every layer after its inputs
+    calls = [node.lines[0] for node in g.nodes[1:-1]]
+    assert sorted(calls) == sorted(layer.call for layer in net.layers)
+    assert calls[6:16] == [  # the first bottleneck: the body (the long path), then the shortcut, then the add
+        "conv64(k=1)", "bn(eps=1.001e-05)", "relu", "conv64(pad=same)", "bn(eps=1.001e-05)", "relu",
+        "conv256(k=1)", "bn(eps=1.001e-05)", "conv256(k=1)", "bn(eps=1.001e-05)",
+    ]  # fmt: skip
+
+    assert calls[16] == "res" and g.nodes[17].inputs == (16, 14)  # Keras's operand order kept: shortcut, body
