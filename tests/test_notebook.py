@@ -5,6 +5,7 @@ Keras is the oracle for the shapes the diagram writes on its edges (``--build`` 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from typing import Any
 
@@ -40,10 +41,21 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
             code("'net' in dir(), 'model' in dir(), type(small).__name__"),
         ]
     )
-    folder = tmp_path_factory.mktemp("notebook")
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-    ).execute()
+    # Executed once for the whole run: the pytest-xdist workers share the stored result (their common temporary
+    # folder, a file lock), as pytest-xdist's documentation shows for session fixtures.
+    from filelock import FileLock
+
+    run = tmp_path_factory.getbasetemp()
+    stored = (run.parent if os.environ.get("PYTEST_XDIST_WORKER") else run) / "normdsl-magic.ipynb"
+    with FileLock(f"{stored}.lock"):
+        if stored.is_file():
+            return list(nbformat.read(stored, as_version=4).cells)
+        folder = tmp_path_factory.mktemp("notebook")
+        client = NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        )
+        client.execute()
+        nbformat.write(notebook, stored)
     return list(notebook.cells)
 
 
