@@ -547,7 +547,7 @@ def _check_build_options(args: argparse.Namespace, specs: list[Source], suffix: 
 
 
 def _verify(code: str, network: Network) -> int:
-    from normdsl.emit_keras import differences
+    from normdsl.emit_keras import differences, keras_module
 
     namespace: dict[str, object] = {"__name__": "normdsl_verify"}
     try:
@@ -564,8 +564,10 @@ def _verify(code: str, network: Network) -> int:
         print(f"normdsl: verify: {line}", file=sys.stderr)
     if found:
         return EXIT_SPEC
+    backend = keras_module().backend.backend()
     print(
-        f"verified: Keras builds {len(network.layers)} layers with the same shapes and {network.params:,} params",
+        f"verified: Keras ({backend}) builds {len(network.layers)} layers with the same shapes"
+        f" and {network.params:,} params",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -850,18 +852,18 @@ def _picture_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def load_keras(report: Report) -> None:
-    """Import TensorFlow now (a clear UsageError if it is missing), its start-up lines held back (unless
+    """Import Keras and its backend now (a clear UsageError if either is missing), its start-up lines held back (unless
     --verbose): TF_CPP_MIN_LOG_LEVEL=2 unless set, and, for what C++ libraries write to file descriptor 2
     before absl's logging is set up (which no setting reaches), that descriptor set aside during the import
     and what was written there shown only if the import fails."""
-    from normdsl.emit_keras import TensorFlowMissing, keras_module
+    from normdsl.emit_keras import BackendMissing, keras_module
 
     if not report.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         with contextlib.nullcontext() if report.verbose else _standard_error_held():
             keras_module()
-    except TensorFlowMissing as exc:
+    except BackendMissing as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -1,4 +1,5 @@
-"""Network → keras.Model. The only module that imports TensorFlow, and only when called."""
+"""Network → keras.Model. The only module that imports Keras (and with it its backend: TensorFlow,
+JAX or PyTorch, as KERAS_BACKEND says), and only when called."""
 
 from __future__ import annotations
 
@@ -15,17 +16,25 @@ if TYPE_CHECKING:
     import keras
 
 
-class TensorFlowMissing(ImportError):
-    pass
+class BackendMissing(ImportError):
+    """Keras 3, or the backend it is configured for, is not installed."""
+
+
+TensorFlowMissing = BackendMissing  # (its name when TensorFlow was the only backend)
+
+INSTALL = (
+    'pip install "normdsl[tensorflow]", "normdsl[jax]" or "normdsl[torch]" '
+    "(KERAS_BACKEND=jax or KERAS_BACKEND=torch picks the other backends; TensorFlow is the default)"
+)
 
 
 def keras_module() -> Any:
-    """``tensorflow.keras``, imported on first use, or a clear TensorFlowMissing."""
+    """``keras`` (Keras 3 on the backend KERAS_BACKEND names), imported on first use, or a clear BackendMissing."""
     try:
-        from tensorflow import keras
+        import keras
     except ImportError as exc:
-        raise TensorFlowMissing(
-            f'building Keras models needs TensorFlow ({exc}); install it with: pip install "normdsl[tf]"'
+        raise BackendMissing(
+            f"building Keras models needs Keras 3 and its backend ({exc}); install one: {INSTALL}"
         ) from None
     return keras
 

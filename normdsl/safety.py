@@ -19,7 +19,9 @@ from normdsl.layers import KINDS, MERGES
 
 IMPORTS = {  # (module, name, as): `import numpy as np` is ("numpy", None, "np")
     ("argparse", None, None),
+    ("contextlib", None, None),
     ("csv", None, None),
+    ("jax", None, None),
     ("json", None, None),
     ("time", None, None),
     ("warnings", None, None),
@@ -27,10 +29,13 @@ IMPORTS = {  # (module, name, as): `import numpy as np` is ("numpy", None, "np")
     ("tensorflow", None, "tf"),
     ("matplotlib.pyplot", None, "plt"),
     ("pathlib", "Path", None),
-    ("tensorflow", "keras", None),
+    ("keras", None, None),
+    ("keras", "layers", None),
+    ("tensorflow", "keras", None),  # tf.keras: Keras 2 with TF_USE_LEGACY_KERAS=1 (multi-worker scripts)
     ("tensorflow.keras", "layers", None),
 }
-MODULES = {"argparse", "csv", "json", "time", "warnings", "np", "tf", "plt", "Path", "keras", "layers"}
+MODULES = {"argparse", "contextlib", "csv", "json", "jax", "time", "warnings", "np", "tf", "plt", "Path", "keras"}
+MODULES |= {"layers"}
 
 LAYER_CLASSES = {kind.keras_class for kind in KINDS.values()} | {
     kind.with_args.keras_class for kind in KINDS.values() if kind.with_args is not None
@@ -40,7 +45,9 @@ LAYER_CLASSES |= {kind.keras_class for kind in MERGES.values()} | {"Rescaling", 
 CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
     "Path",
     "argparse.ArgumentParser",
+    "contextlib.nullcontext",
     "csv.DictWriter",
+    "jax.config.update",
     "json.dumps",
     "time.perf_counter",
     "warnings.warn",
@@ -51,18 +58,24 @@ CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
     "keras.callbacks.TerminateOnNaN",
     "keras.losses.SparseCategoricalCrossentropy",
     "keras.optimizers.Adam",
+    "keras.backend.backend",
     "keras.backend.clear_session",
-    "keras.utils.image_dataset_from_directory",
+    "keras.distribution.DataParallel",
+    "keras.distribution.list_devices",
+    "keras.distribution.set_distribution",
+    "keras.utils.img_to_array",
+    "keras.utils.load_img",
     "keras.utils.set_random_seed",
+    "np.array",
     "np.isfinite",
     "np.random.default_rng",
+    "np.stack",
     "tf.config.LogicalDeviceConfiguration",
     "tf.config.experimental.get_memory_info",
     "tf.config.experimental.reset_memory_stats",
     "tf.config.list_logical_devices",
     "tf.config.list_physical_devices",
     "tf.config.set_logical_device_configuration",
-    "tf.data.Dataset.from_tensor_slices",
     "tf.distribute.MirroredStrategy",
     "tf.distribute.MultiWorkerMirroredStrategy",
     "tf.distribute.get_strategy",
@@ -73,13 +86,11 @@ CALLS = {f"layers.{name}" for name in LAYER_CLASSES} | {
     "plt.subplots",
     "plt.close",
 }
-VALUES = {"tf.data.AUTOTUNE"}  # library attributes read without a call
+VALUES: set[str] = set()  # library attributes read without a call
 METHODS = {  # methods called on the code's own values (models, data sets, arrays, parsers, paths, figures)
     "add_argument",
     "append",
     "astype",
-    "batch",
-    "cardinality",
     "compile",
     "count_params",
     "evaluate",
@@ -87,17 +98,19 @@ METHODS = {  # methods called on the code's own values (models, data sets, array
     "get",
     "get_weights",
     "integers",
+    "is_dir",
+    "iterdir",
     "items",
     "join",
+    "lower",
     "legend",
-    "map",
     "mkdir",
     "normal",
     "open",
     "parse_args",
+    "permutation",
     "plot",
     "pop",
-    "prefetch",
     "reshape",
     "savefig",
     "scope",
@@ -107,8 +120,8 @@ METHODS = {  # methods called on the code's own values (models, data sets, array
     "set_xscale",
     "set_xticks",
     "set_ylabel",
-    "shuffle",
     "splitlines",
+    "startswith",
     "summary",
     "suptitle",
     "tight_layout",
@@ -118,7 +131,7 @@ METHODS = {  # methods called on the code's own values (models, data sets, array
 }
 BUILTINS = {"range", "print", "len", "int", "float", "str", "dict", "list", "tuple", "max", "min", "sum", "zip"}
 BUILTINS |= {"bool", "enumerate", "sorted"}
-BUILTINS |= {"SystemExit"}
+BUILTINS |= {"SystemExit", "ImportError"}
 DUNDERS = {"__name__", "__doc__"}
 _BUILTIN_NAMES = frozenset(dir(builtins)) - {"_"} - DUNDERS  # (an interactive session binds _ there too)
 
@@ -145,6 +158,7 @@ TARGETS = {
 SYNTAX: tuple[type[ast.AST], ...] = (
     ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.FunctionDef, ast.arguments, ast.arg, ast.Return,
     ast.For, ast.If, ast.With, ast.withitem, ast.Raise, ast.Import, ast.ImportFrom, ast.alias, ast.Pass,
+    ast.Try, ast.ExceptHandler,  # only as an import guard at the top level (see _import_guard)
     ast.Constant, ast.Name, ast.Attribute, ast.Subscript, ast.Slice, ast.Starred, ast.Call, ast.keyword,
     ast.Tuple, ast.List, ast.Dict, ast.ListComp, ast.DictComp, ast.comprehension, ast.Lambda, ast.IfExp,
     ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.JoinedStr, ast.FormattedValue,
@@ -211,7 +225,7 @@ class _Check:
                 or constant
                 or main
                 or module
-                or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)
+                or isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.Try)
             ):
                 self.problem(node, f"unexpected statement at the top level: {ast.unparse(node)[:80]}")
 
@@ -229,6 +243,8 @@ class _Check:
             case ast.ImportFrom(module=module, names=names, level=level):
                 for alias in names:
                     self.imported(node, ("." * level) + (module or ""), alias.name, alias.asname)
+            case ast.Try() if not (isinstance(parent, ast.Module) and _import_guard(node)):
+                self.problem(node, "a try statement other than the import guard at the top level")
             case ast.FunctionDef(decorator_list=decorators) if decorators:
                 self.problem(node, "a decorator")
             case ast.Attribute(attr=attr) if attr.startswith("_"):
@@ -279,6 +295,24 @@ class _Check:
             return  # judged as a call
         if path not in self.values:
             self.problem(node, f"uses {path}")
+
+
+def _import_guard(node: ast.Try) -> bool:
+    """``try: import keras ... except ImportError as error: raise SystemExit(...) from None``: imports,
+    and one handler of ImportError that raises (a clear message saying what to install)."""
+    if node.orelse or node.finalbody or len(node.handlers) != 1:
+        return False
+    handler = node.handlers[0]
+    raised = handler.body[0] if len(handler.body) == 1 else None
+    return (
+        all(isinstance(n, ast.Import | ast.ImportFrom) for n in node.body)
+        and isinstance(handler.type, ast.Name)
+        and handler.type.id == "ImportError"
+        and isinstance(raised, ast.Raise)
+        and isinstance(raised.exc, ast.Call)
+        and isinstance(raised.exc.func, ast.Name)
+        and raised.exc.func.id in ("SystemExit", "ImportError")
+    )
 
 
 def _dotted(node: ast.expr) -> str | None:

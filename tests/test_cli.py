@@ -215,7 +215,7 @@ def test_building_without_tensorflow_says_how_to_install_it(tmp_path: Path) -> N
         [sys.executable, "-c", code, str(GROUPNORM), str(tmp_path / "m.keras")], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert 'pip install "normdsl[tf]"' in result.stderr and "Traceback" not in result.stderr
+    assert 'pip install "normdsl[tensorflow]"' in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

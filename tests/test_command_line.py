@@ -179,7 +179,7 @@ def test_verify_without_tensorflow_fails_before_writing(spec: Path, tmp_path: Pa
         "from normdsl import cli; sys.exit(cli.main(['build', sys.argv[1], '--verify']))"
     )
     result = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and 'pip install "normdsl[tf]"' in result.stderr
+    assert result.returncode == 2 and 'pip install "normdsl[tensorflow]"' in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nd"]
 
 
@@ -359,7 +359,7 @@ def test_tensorflows_start_up_lines_are_not_shown(spec: Path, tmp_path: Path, ar
     result = run(*(a.format(spec=spec, dir=tmp_path) for a in args))
     assert result.returncode == 0, result.stderr
     assert not TF_NOISE.search(result.stderr), result.stderr
-    assert result.stderr in ("", "verified: Keras builds 1 layers with the same shapes and 224 params\n")
+    assert result.stderr in ("", "verified: Keras (tensorflow) builds 1 layers with the same shapes and 224 params\n")
 
 
 # ---- errors in --norm and --set text point into that text ----------------------------------------

@@ -226,7 +226,8 @@ def test_two_workers_train_the_variants_to_the_same_metrics(tmp_path: Path) -> N
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), TF_KERAS]
     installed = subprocess.run(pip, capture_output=True, text=True, timeout=300, check=False)
     assert installed.returncode == 0, installed.stderr[-2000:]
-    script = build(tmp_path, "--norm", "bn(sync=true)", "gn(4)", "--input", "16,16,3")
+    script = build(tmp_path, "--norm", "bn(sync=true)", "gn(4)", "--input", "16,16,3", "--strategy", "multiworker")
+    assert "from tensorflow import keras" in script.read_text()  # tf.keras, Keras 2 with TF_USE_LEGACY_KERAS=1
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes = []
     for index in range(2):

@@ -180,6 +180,13 @@ BYPASSES = [
     "global y",
     "print(eval('1'))",
     "try:\n    pass\nexcept Exception:\n    pass",
+    # the one try the templates write is the import guard at the top level: imports, then raise
+    "try:\n    import os\nexcept ImportError as error:\n    raise SystemExit(error)",
+    "try:\n    import keras\nexcept ImportError:\n    print(1)",
+    "try:\n    import keras\nexcept Exception:\n    raise SystemExit(1)",
+    "try:\n    import keras\n    x = 1\nexcept ImportError:\n    raise SystemExit(1)",
+    "try:\n    import keras\nexcept ImportError:\n    raise SystemExit(1)\nfinally:\n    pass",
+    "try:\n    import keras\nexcept ImportError:\n    raise SystemExit(1)\nexcept ValueError:\n    raise SystemExit(2)",
 ]
 
 

@@ -34,7 +34,10 @@ def assert_harmless(code: str) -> None:
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     allowed = {
         "argparse",
+        "contextlib",
         "json",
+        "jax",
+        "keras",
         "warnings",
         "pathlib",
         "numpy",
@@ -206,3 +209,51 @@ def test_a_notebook_normdsl_wrote_may_be_overwritten_and_another_may_not(tmp_pat
     assert cli.main(args) == 0 and cli.main(args) == 0
     out.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     assert cli.main(args) == 2
+
+
+@pytest.mark.parametrize("missing", ["keras", "tensorflow"])
+def test_without_keras_or_its_backend_the_script_says_what_to_install(tmp_path: Path, missing: str) -> None:
+    script = build(tmp_path, GROUPNORM)
+    blocked = (  # as if Keras, or TensorFlow (the default backend), were not installed
+        f"import runpy, sys; sys.modules[{missing!r}] = None; "
+        f"sys.argv = ['train.py', '--epochs', '1']; runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    env = {**ENV, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "this code needs Keras 3 and a backend: pip install keras tensorflow" in result.stderr
+
+
+def test_only_a_script_built_for_multiworker_runs_it_and_torch_names_the_backends_that_do(tmp_path: Path) -> None:
+    script = build(tmp_path, GROUPNORM)
+    result = subprocess.run(
+        [sys.executable, str(script), "--strategy", "multiworker"], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert result.returncode == 1 and "build this script with `--strategy multiworker`" in result.stderr
+    env = {**ENV, "KERAS_BACKEND": "torch"}
+    result = subprocess.run(
+        [sys.executable, str(script), "--strategy", "mirrored"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 1 and "with the TensorFlow and JAX backends, not with torch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("backend", "strategy", "replicas"), [("jax", "mirrored", 2), ("torch", "default", 1)])
+def test_the_train_script_trains_on_jax_across_two_devices_and_on_torch(
+    tmp_path: Path, backend: str, strategy: str, replicas: int
+) -> None:
+    spec = tmp_path / "small.nd"
+    spec.write_text("input(16, 16, 3)\nconv8 bn relu maxpool conv16(pad=same) bn relu gap dense3(act=softmax)\n")
+    args = ("--epochs", "1", "--samples", "64", "--batch-size", "8", "--strategy", strategy, "--cpu-replicas", "2")
+    result = subprocess.run(
+        [sys.executable, str(build(tmp_path, spec)), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**ENV, "KERAS_BACKEND": backend},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == backend and report["replicas"] == replicas
+    assert report["global_batch_size"] == 8 * replicas and math.isfinite(report["history"]["loss"][0])

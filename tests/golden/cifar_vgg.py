@@ -14,8 +14,15 @@ Spec:
 815,402 parameters (815,018 trainable, 384 non-trainable); output (None, 10); 39,160,320 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 def build_model(input_shape=(32, 32, 3)):

@@ -19,8 +19,15 @@ Spec:
 28,589,128 parameters (28,589,128 trainable, 0 non-trainable); output (None, 1000); 4,455,531,264 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 from keras.src.applications.convnext import LayerScale
 
 

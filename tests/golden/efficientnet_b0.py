@@ -30,8 +30,15 @@ Spec:
 5,330,571 parameters (5,288,548 trainable, 42,023 non-trainable); output (None, 1000); 385,814,752 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 # efficientnet_b0.nd:5:1  block norm

@@ -11,8 +11,15 @@ Spec:
 388,672 parameters (388,672 trainable, 0 non-trainable); output (None, 216, 216, 256); 18,197,953,920 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 def build_model(input_shape=(224, 224, 3)):

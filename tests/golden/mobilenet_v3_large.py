@@ -32,8 +32,15 @@ Spec:
 5,507,432 parameters (5,483,032 trainable, 24,400 non-trainable); output (None, 1000); 216,589,760 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 # mobilenet_v3_large.nd:4:1  block norm

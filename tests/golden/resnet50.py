@@ -22,8 +22,15 @@ Spec:
 25,636,712 parameters (25,583,592 trainable, 53,120 non-trainable); output (None, 1000); 3,857,973,248 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 # resnet50.nd:3:1  block norm

@@ -13,8 +13,15 @@ Spec:
 138,357,544 parameters (138,357,544 trainable, 0 non-trainable); output (None, 1000); 15,470,264,320 MACs per sample
 """
 
-from tensorflow import keras
-from tensorflow.keras import layers
+try:
+    import keras
+    from keras import layers
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise ImportError(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 
 # vgg16.nd:2:1  block convs(f, n)

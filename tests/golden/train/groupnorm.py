@@ -3,9 +3,11 @@
 
 A complete training script: `--epochs 1` trains for one epoch on a small synthetic data set it
 generates; `--data DIR` trains on an image folder (one sub-folder per class).
-`--strategy mirrored` trains on all local devices, `--strategy multiworker` on the workers that
-TF_CONFIG describes; the global batch size is --batch-size times the number of replicas.
-`--cpu-replicas N` splits the CPU into N logical devices, to try distribution without GPUs.
+It runs on every Keras 3 backend (KERAS_BACKEND=tensorflow, jax or torch). `--strategy mirrored`
+trains on all local devices (TensorFlow's MirroredStrategy, Keras's DataParallel on JAX);
+`--cpu-replicas N` splits the CPU into N devices, to try distribution without GPUs.
+`--strategy multiworker` trains on the workers that TF_CONFIG describes (TensorFlow, Keras 2: see
+strategy_for). The global batch size is --batch-size times the number of replicas.
 
 Head: the spec has no classifier head (its output is (None, 216, 216, 256)), so this adds global average pooling and a softmax dense layer with one unit per class (10 for synthetic data, one per sub-folder with data), trained with sparse categorical cross-entropy.
 
@@ -20,13 +22,14 @@ Spec:
 """
 
 import argparse
+import contextlib
 import json
 import warnings
 from pathlib import Path
 
 
 def arguments(argv=None):
-    """The command line, parsed before TensorFlow's slow import: --help answers at once."""
+    """The command line, parsed before the slow import of Keras: --help answers at once."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
@@ -60,12 +63,19 @@ def arguments(argv=None):
 
 
 if __name__ == "__main__":
-    arguments()  # --help, and mistakes in the arguments, before TensorFlow is imported
+    arguments()  # --help, and mistakes in the arguments, before Keras and its backend are imported
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow import keras  # noqa: E402
-from tensorflow.keras import layers  # noqa: E402
+
+try:
+    import keras  # noqa: E402
+    from keras import layers  # noqa: E402
+except ImportError as error:
+    # no Keras 3, or not the backend that KERAS_BACKEND names (TensorFlow by default)
+    raise SystemExit(
+        f"{error}: this code needs Keras 3 and a backend: pip install keras tensorflow "
+        "(or keras jax, or keras torch, with KERAS_BACKEND=jax or KERAS_BACKEND=torch)"
+    ) from None
 
 INPUT_SHAPE = (224, 224, 3)
 NUM_CLASSES = 10
@@ -91,25 +101,10 @@ def classifier(num_classes):
     return keras.Model(inputs=model.input, outputs=outputs, name=model.name)
 
 
-def strategy_for(name, cpu_replicas):
-    if cpu_replicas > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
-        )
-    if name == "mirrored":
-        devices = None
-        if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
-            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        # configured by the TF_CONFIG environment variable
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def synthetic_data(samples, num_classes, seed=0):
-    """Random images whose class shifts their mean, so that the loss can fall."""
+    """Random images whose class shifts their mean, so that the loss can fall: (images, labels)
+    for training and for validation (NumPy arrays, which every backend trains on), and the number
+    of classes."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, num_classes, size=samples)
     images = rng.normal(size=(samples, *INPUT_SHAPE)).astype("float32")
@@ -119,52 +114,156 @@ def synthetic_data(samples, num_classes, seed=0):
         .astype("float32")
     )
     split = max(1, samples // 5)
-    train = tf.data.Dataset.from_tensor_slices((images[split:], labels[split:]))
-    validation = tf.data.Dataset.from_tensor_slices((images[:split], labels[:split]))
-    return train, validation, num_classes
+    return (
+        (images[split:], labels[split:]),
+        (images[:split], labels[:split]),
+        num_classes,
+    )
+
+
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def folder_data(folder, seed=0):
-    """An image folder, resized to the model's input and scaled to [0, 1]; 20% held out."""
+    """An image folder (one sub-folder per class) read into memory as NumPy arrays,
+    resized to the model's input and scaled to [0, 1]; 20% held out at random."""
     if len(INPUT_SHAPE) != 3 or INPUT_SHAPE[2] not in (1, 3, 4):
         raise SystemExit(
             f"--data needs an image input (H, W, 1, 3 or 4 channels); this model takes {INPUT_SHAPE}"
         )
+    if not Path(folder).is_dir():
+        raise SystemExit(f"--data {folder}: no such folder")
     color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[INPUT_SHAPE[2]]
-    train, validation = keras.utils.image_dataset_from_directory(
-        folder,
-        image_size=INPUT_SHAPE[:2],
-        color_mode=color_mode,
-        batch_size=None,
-        validation_split=0.2,
-        subset="both",
-        seed=seed,
+    classes = sorted([path.name for path in Path(folder).iterdir() if path.is_dir()])
+    files = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((Path(folder) / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if len(files) < 2:
+        raise SystemExit(
+            f"{folder}: fewer than 2 images in its sub-folders (one per class)"
+        )
+    images = np.stack(
+        [
+            keras.utils.img_to_array(
+                keras.utils.load_img(
+                    path,
+                    color_mode=color_mode,
+                    target_size=INPUT_SHAPE[:2],
+                    interpolation="bilinear",
+                )
+            )
+            for path, _ in files
+        ]
     )
-    num_classes = len(train.class_names)
-    rescale = layers.Rescaling(1.0 / 255)
-    train = train.map(lambda x, y: (rescale(x), y))
-    validation = validation.map(lambda x, y: (rescale(x), y))
-    return train, validation, num_classes
+    labels = np.array([label for _, label in files])
+    order = np.random.default_rng(seed).permutation(len(files))
+    images = (images[order] / 255).astype("float32")
+    labels = labels[order]
+    split = max(1, len(files) // 5)
+    return (
+        (images[split:], labels[split:]),
+        (images[:split], labels[:split]),
+        len(classes),
+    )
 
 
-def batch_for(data, batch, replicas):
-    """The batch size for `data`: `batch`, or all of it when it holds fewer samples (rounded down to
-    a multiple of the replicas, which split every batch evenly)."""
-    size = int(data.cardinality())
-    if size < 0:  # unknown
-        return batch
+def strategy_for(name, cpu_replicas):
+    """Data parallelism `name` on this backend: (the strategy to build the model under, or None for
+    none; the number of replicas). TensorFlow: tf.distribute's strategies (`--cpu-replicas N` splits
+    the CPU into N logical devices); JAX: Keras's DataParallel over the local devices (N CPU
+    devices); PyTorch: one device."""
+    backend = keras.backend.backend()
+    if name == "multiworker":
+        raise SystemExit(
+            "--strategy multiworker: Keras 3's fit does not run under TensorFlow's multi-worker "
+            "strategy (keras-team/keras#20585); build this script with `--strategy multiworker` "
+            "and run it with Keras 2: pip install tf-keras; export TF_USE_LEGACY_KERAS=1"
+        )
+    if backend == "tensorflow":
+        return tensorflow_strategy(name, cpu_replicas)
+    if name == "default":
+        return None, 1
+    if backend != "jax":
+        raise SystemExit(
+            f"--strategy {name}: Keras trains on several devices with the TensorFlow and JAX backends, "
+            f"not with {backend}; run with KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow"
+        )
+    if cpu_replicas > 1:
+        import jax
+
+        # N CPU devices (as XLA_FLAGS=--xla_force_host_platform_device_count=N would make), which
+        # JAX reads when it first computes: keep this before the model is built
+        jax.config.update("jax_num_cpu_devices", cpu_replicas)
+    devices = keras.distribution.list_devices()
+    if cpu_replicas > 1 and devices[0].startswith("cpu"):
+        devices = devices[:cpu_replicas]
+    # Keras's distribution from now on: variables made, and batches split, across the devices
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices)
+    )
+    return None, len(devices)
+
+
+def tensorflow_strategy(name, cpu_replicas):
+    """A tf.distribute strategy and its number of replicas."""
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            f"--strategy {name} is TensorFlow's: run with KERAS_BACKEND=tensorflow"
+        )
+    import tensorflow as tf
+
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+        )
+    if name == "mirrored":
+        devices = None
+        if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+    elif name == "multiworker":
+        # configured by the TF_CONFIG environment variable
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return strategy, strategy.num_replicas_in_sync
+
+
+def scope(strategy):
+    """Where the model is built: in the strategy's scope (its variables placed on every replica)."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def batches(data, batch, replicas):
+    """`data` (images, labels) cut for batches of `batch`, and that batch size: all of
+    the data when it holds fewer samples, rounded down to a multiple of the replicas,
+    which split every batch evenly. Across replicas every step needs a full batch: a
+    partial last one is dropped."""
+    images, labels = data
+    size = len(labels)
     if size < replicas:
         raise SystemExit(
             f"{size} samples cannot be split across {replicas} replicas: give more data"
         )
-    return min(batch, size - size % replicas)
+    batch = min(batch, size - size % replicas)
+    if replicas > 1:
+        size -= size % batch
+    return (images[:size], labels[:size]), batch
 
 
 def main(argv=None):
     args = arguments(argv)
 
-    strategy = strategy_for(args.strategy, args.cpu_replicas)
-    replicas = strategy.num_replicas_in_sync
+    strategy, replicas = strategy_for(args.strategy, args.cpu_replicas)
+    if SYNCHRONIZED_BATCH_NORM and keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            "bn(sync=true): Keras synchronizes batch norm on the TensorFlow backend only; "
+            "run with KERAS_BACKEND=tensorflow"
+        )
     if SYNCHRONIZED_BATCH_NORM and args.strategy == "default":
         warnings.warn(
             "bn(sync=true) synchronizes batch statistics across replicas; with one replica it changes nothing"
@@ -176,18 +275,11 @@ def main(argv=None):
         samples = args.samples or max(256, 10 * replicas)
         train, validation, num_classes = synthetic_data(samples, NUM_CLASSES)
     # Across replicas every step needs a full global batch: uneven last batches are dropped, and a
-    # data set smaller than one global batch is one batch of its size (see batch_for).
-    even = replicas > 1
-    train = (
-        train.shuffle(1024, seed=0)
-        .batch(batch_for(train, global_batch, replicas), drop_remainder=even)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    validation = validation.batch(
-        batch_for(validation, global_batch, replicas), drop_remainder=even
-    )
+    # data set smaller than one global batch is one batch of its size (see batches).
+    train, train_batch = batches(train, global_batch, replicas)
+    validation, validation_batch = batches(validation, global_batch, replicas)
 
-    with strategy.scope():
+    with scope(strategy):
         model = classifier(num_classes)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=args.lr),
@@ -200,14 +292,17 @@ def main(argv=None):
         str(out / "best.keras"), monitor="val_loss", save_best_only=True
     )
     history = model.fit(
-        train,
+        *train,
+        batch_size=train_batch,
         validation_data=validation,
+        validation_batch_size=validation_batch,
         epochs=args.epochs,
         callbacks=[checkpoint],
-        shuffle=False,  # the data set shuffles itself
+        shuffle=True,
     )
-    results = model.evaluate(validation, return_dict=True)
+    results = model.evaluate(*validation, batch_size=validation_batch, return_dict=True)
     report = {
+        "backend": keras.backend.backend(),
         "replicas": replicas,
         "global_batch_size": global_batch,
         "history": {
