@@ -49,6 +49,8 @@ def relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def start(folder: Path, backend: str, role: str) -> subprocess.Popen[str]:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if backend == "jax":  # XLA compiles each model twice (inference, training step) for one batch: compile fast
+        env["XLA_FLAGS"] = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     command = [sys.executable, str(WORKER), str(folder), role]
     return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -66,7 +68,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dic
     for name, shape in NETS.items():
         spec = (ROOT / "examples" / f"{name}.nd").read_text()
         (folder / f"{name}.py").write_text(normdsl.render(spec, "model", input_shape=shape), encoding="utf-8")
-    (folder / "nets.json").write_text(json.dumps([[name, shape] for name, shape in NETS.items()]))
+    (folder / "nets.json").write_text(json.dumps([[name, shape, name not in DROPOUT] for name, shape in NETS.items()]))
     began = time.perf_counter()
     reports = [finish(start(folder, "tensorflow", "write"))]  # the weights, the inputs and TensorFlow's answers
     readers = [start(folder, backend, "read") for backend in BACKENDS[1:]]

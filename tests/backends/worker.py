@@ -4,12 +4,12 @@ per process).
     KERAS_BACKEND=tensorflow python worker.py FOLDER write
     KERAS_BACKEND=jax python worker.py FOLDER read
 
-FOLDER holds the generated model files (NAME.py) and nets.json: [[NAME, [H, W, C]], ...]. For each
+FOLDER holds the generated model files (NAME.py) and nets.json: [[NAME, [H, W, C], TRAIN], ...]. For each
 net, ``write`` gives every weight a random value (affine parameters, biases and moving statistics
 too, not the defaults that hide epsilon, axis and affine mistakes) and saves NAME.weights.h5, a batch
 of 2 inputs that are not centred and the targets for one training step; ``read`` loads them. Then
-both write NAME.BACKEND.npz: the outputs in inference mode, and every weight after one SGD step
-(``train_on_batch``, mean squared error) on that batch, batch norm in training mode.
+both write NAME.BACKEND.npz: the outputs in inference mode, and when TRAIN, every weight before and
+after one SGD step (``train_on_batch``, mean squared error) on that batch, batch norm in training mode.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(folder: Path, role: str) -> None:
     nets = json.loads((folder / "nets.json").read_text())
     sys.path.insert(0, str(folder))
     seconds = {}
-    for name, shape in nets:
+    for name, shape, train in nets:
         start = time.perf_counter()
         spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
         assert spec is not None and spec.loader is not None
@@ -70,8 +70,10 @@ def main(folder: Path, role: str) -> None:
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse", run_eagerly=eager)
         outputs = keras.ops.convert_to_numpy(model(batch["x"], training=False))
         before = {f"b{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
-        model.train_on_batch(batch["x"], batch["target"])
-        trained = {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
+        trained = {}
+        if train:
+            model.train_on_batch(batch["x"], batch["target"])
+            trained = {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
         np.savez(folder / f"{name}.{backend}.npz", outputs=outputs, **before, **trained)
         seconds[name] = round(time.perf_counter() - start, 2)
     print(json.dumps({"backend": backend, "pid": os.getpid(), "seconds": seconds}))
