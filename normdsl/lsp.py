@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +158,6 @@ class NormdslServer(LanguageServer):
         self.settings = Settings()
         self.documents: dict[str, Document] = {}
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="normdsl-check")
-        self.last_latency: float = 0.0  # seconds from a change's debounce end to its diagnostics sent
 
     @property
     def encoding(self) -> str:
@@ -201,14 +199,12 @@ class NormdslServer(LanguageServer):
             await asyncio.sleep(self.settings.debounce)
         if doc.changes != mine or self.documents.get(doc.uri) is not doc:
             return
-        start = time.perf_counter()
         text = doc.text
         analysis = await asyncio.get_running_loop().run_in_executor(self.worker, editor.analyze, text, doc.filename)
         if doc.changes != mine or doc.text != text:
             return
         self.analysed(doc, analysis)
         self.publish(doc)
-        self.last_latency = time.perf_counter() - start
 
 
 def diagnostics(analysis: editor.Analysis, uri: str, encoding: str = "utf-16") -> list[types.Diagnostic]:
