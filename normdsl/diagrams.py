@@ -21,7 +21,7 @@ import dataclasses
 import heapq
 import html as _html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -539,6 +539,26 @@ _MERMAID_ESCAPES = {'"': "#quot;", "#": "#35;", "<": "#lt;", ">": "#gt;", "&": "
 _MERMAID_SPECIAL = re.compile('["#<>&`]')
 
 
+def _nested(g: Graph) -> Iterator[tuple[str, Cluster | int | None]]:
+    """The text formats' walk of ``g`` in node order, with each line's indent: a cluster opening (the
+    cluster), a node (its index), a cluster closing (None); clusters open outermost first."""
+    open_: list[Cluster] = []
+    starting: dict[int, list[Cluster]] = {}
+    for c in g.clusters:
+        starting.setdefault(c.first, []).append(c)
+    for t in range(len(g.nodes)):
+        while open_ and open_[-1].last < t:
+            open_.pop()
+            yield "  " * (len(open_) + 1), None
+        for c in sorted(starting.get(t, []), key=lambda c: c.level):
+            yield "  " * (len(open_) + 1), c
+            open_.append(c)
+        yield "  " * (len(open_) + 1), t
+    while open_:
+        open_.pop()
+        yield "  " * (len(open_) + 1), None
+
+
 def _m(text: str) -> str:
     return '"' + _MERMAID_SPECIAL.sub(lambda m: _MERMAID_ESCAPES[m.group()], clean(text)) + '"'
 
@@ -547,23 +567,16 @@ def mermaid(network: Network, *, depth: int | None = None) -> str:
     """The diagram as a Mermaid flowchart (GitHub renders it in Markdown): clusters as subgraphs."""
     g = graph(network, depth)
     out = [f"%% {MARK}", "flowchart TB"]
-    open_: list[Cluster] = []
-    starting: dict[int, list[Cluster]] = {}
-    for c in g.clusters:
-        starting.setdefault(c.first, []).append(c)
-    for t, node in enumerate(g.nodes):
-        while open_ and open_[-1].last < t:
-            open_.pop()
-            out.append("  " * (len(open_) + 1) + "end")
-        for c in sorted(starting.get(t, []), key=lambda c: c.level):
-            out.append("  " * (len(open_) + 1) + f"subgraph c{g.clusters.index(c)}[{_m(c.label)}]")
-            open_.append(c)
-        label = " · ".join(clean(line) for line in node.lines)
-        shape = f"([{_m(label)}])" if node.kind in ("input", "output") else f"[{_m(label)}]"
-        out.append("  " * (len(open_) + 1) + f"n{t}{shape}:::{node.kind}")
-    while open_:
-        open_.pop()
-        out.append("  " * (len(open_) + 1) + "end")
+    for indent, item in _nested(g):
+        if item is None:
+            out.append(indent + "end")
+        elif isinstance(item, Cluster):
+            out.append(indent + f"subgraph c{g.clusters.index(item)}[{_m(item.label)}]")
+        else:
+            node = g.nodes[item]
+            label = " · ".join(clean(line) for line in node.lines)
+            shape = f"([{_m(label)}])" if node.kind in ("input", "output") else f"[{_m(label)}]"
+            out.append(indent + f"n{item}{shape}:::{node.kind}")
     for t, node in enumerate(g.nodes):
         for p in node.inputs:
             out.append(f"  n{p} -->|{_m(dims(g.nodes[p].shape))}| n{t}")
@@ -586,26 +599,18 @@ def dot(network: Network, *, depth: int | None = None) -> str:
         f'  node [shape=box, style="rounded,filled", fontname={_d(FONT.split(",")[0])}];',
         "  edge [fontsize=10];",
     ]
-    open_: list[Cluster] = []
-    starting: dict[int, list[Cluster]] = {}
-    for c in g.clusters:
-        starting.setdefault(c.first, []).append(c)
-    for t, node in enumerate(g.nodes):
-        while open_ and open_[-1].last < t:
-            open_.pop()
-            out.append("  " * (len(open_) + 1) + "}")
-        for c in sorted(starting.get(t, []), key=lambda c: c.level):
-            out.append("  " * (len(open_) + 1) + f"subgraph cluster_{g.clusters.index(c)} {{ label={_d(c.label)};")
-            open_.append(c)
-        fill, stroke = COLORS[node.kind]
-        label = "\\n".join(_d(line)[1:-1] for line in map(clean, node.lines))
-        out.append(
-            "  " * (len(open_) + 1)
-            + f'n{t} [label="{label}", fillcolor="{fill}", color="{stroke}", tooltip={_d(node.title)}];'
-        )
-    while open_:
-        open_.pop()
-        out.append("  " * (len(open_) + 1) + "}")
+    for indent, item in _nested(g):
+        if item is None:
+            out.append(indent + "}")
+        elif isinstance(item, Cluster):
+            out.append(indent + f"subgraph cluster_{g.clusters.index(item)} {{ label={_d(item.label)};")
+        else:
+            node = g.nodes[item]
+            fill, stroke = COLORS[node.kind]
+            label = "\\n".join(_d(line)[1:-1] for line in map(clean, node.lines))
+            out.append(
+                indent + f'n{item} [label="{label}", fillcolor="{fill}", color="{stroke}", tooltip={_d(node.title)}];'
+            )
     for t, node in enumerate(g.nodes):
         for p in node.inputs:
             out.append(f"  n{p} -> n{t} [label={_d(dims(g.nodes[p].shape))}];")
