@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import json as _json
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import Literal as _Literal
 
 from normdsl._version import __version__
-from normdsl.ast import Spec, expand
+
+# (normdsl.check and normdsl.summary are also modules: importing one sets the package's attribute to the module
+# unless the function is bound here first, so these two are not lazy.)
 from normdsl.check import check
-from normdsl.diagnostics import Diagnostic, Span, SpecError
-from normdsl.diagrams import diagram
-from normdsl.limits import Limits
-from normdsl.network import NetLayer, Network
-from normdsl.parser import parse
 from normdsl.summary import callable_summary as summary
 
 if _TYPE_CHECKING:
+    from normdsl.ast import Spec, expand
+    from normdsl.diagnostics import Diagnostic, Span, SpecError
+    from normdsl.diagrams import diagram
     from normdsl.emit_keras import build_model
     from normdsl.emit_source import render
     from normdsl.emit_torch import build_module, copy_weights
     from normdsl.fmt import format_spec as format
     from normdsl.importer import from_keras
+    from normdsl.limits import Limits
+    from normdsl.network import NetLayer, Network
+    from normdsl.parser import parse
 
 __all__ = [
     "Diagnostic",
@@ -59,7 +61,9 @@ def json_schema(name: _Literal["spec", "summary"]) -> dict[str, _Any]:
     from importlib import resources  # (slow to import: only here)
 
     text = resources.files(__name__).joinpath("schemas", SCHEMAS[name]).read_text(encoding="utf-8")
-    schema: dict[str, _Any] = _json.loads(text)
+    import json
+
+    schema: dict[str, _Any] = json.loads(text)
     return schema
 
 
@@ -70,30 +74,38 @@ def load_ipython_extension(ipython: _Any) -> None:
     register(ipython)
 
 
+# Each public name, and where it lives: imported on first use, so that `import normdsl` and the command line
+# load only what they use (checking a spec never loads jinja2, black, the formatter or a framework).
+_HOMES = {
+    "Spec": ("normdsl.ast", "Spec"),
+    "expand": ("normdsl.ast", "expand"),
+    "Diagnostic": ("normdsl.diagnostics", "Diagnostic"),
+    "Span": ("normdsl.diagnostics", "Span"),
+    "SpecError": ("normdsl.diagnostics", "SpecError"),
+    "diagram": ("normdsl.diagrams", "diagram"),
+    "build_model": ("normdsl.emit_keras", "build_model"),
+    "render": ("normdsl.emit_source", "render"),
+    "build_module": ("normdsl.emit_torch", "build_module"),
+    "copy_weights": ("normdsl.emit_torch", "copy_weights"),
+    "format": ("normdsl.fmt", "format_spec"),
+    "from_keras": ("normdsl.importer", "from_keras"),
+    "Limits": ("normdsl.limits", "Limits"),
+    "NetLayer": ("normdsl.network", "NetLayer"),
+    "Network": ("normdsl.network", "Network"),
+    "parse": ("normdsl.parser", "parse"),
+}
+
+
 def __getattr__(name: str) -> _Any:
-    """render, build_model and format are imported on first use: checking a spec never loads jinja2, black
-    or the formatter."""
-    if name == "render":
-        from normdsl.emit_source import render
+    """A public name, imported from its module on first use (see _HOMES)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'normdsl' has no attribute {name!r}")
+    from importlib import import_module
 
-        return render
-    if name == "format":
-        from normdsl.fmt import format_spec
-
-        return format_spec
-    if name == "from_keras":
-        from normdsl.importer import from_keras
-
-        return from_keras
-    if name == "build_model":
-        from normdsl.emit_keras import build_model
-
-        return build_model
-    if name in ("build_module", "copy_weights"):  # the PyTorch target: torch only when called
-        from normdsl import emit_torch
-
-        return getattr(emit_torch, name)
-    raise AttributeError(f"module 'normdsl' has no attribute {name!r}")
+    module, attribute = _HOMES[name]
+    value = getattr(import_module(module), attribute)
+    globals()[name] = value  # the next use is a plain global
+    return value
 
 
 def __dir__() -> list[str]:

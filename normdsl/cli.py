@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, TextIO, TypeAlias, cast
 
 from normdsl import scaling, summary
 from normdsl.ast import IDENTIFIER
@@ -24,7 +24,6 @@ from normdsl.limits import DEFAULT_LIMITS
 from normdsl.network import Network
 from normdsl.parser import parse
 from normdsl.plugins import PluginError
-from normdsl.target_torch import TARGETS
 from normdsl.writer import O_NONBLOCK, Terminated, WriteRefused, kind
 
 if TYPE_CHECKING:
@@ -834,23 +833,6 @@ def cmd_report(args: argparse.Namespace, report: Report) -> int:
     return EXIT_OK if all(v.network is not None for v in found) else EXIT_SPEC
 
 
-def _picture_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    """The parsers of ``diagram`` and ``report``."""
-    levels = "collapse blocks nested N deep or more into one box each (as summary --levels)"
-    p = command(
-        "diagram", cmd_diagram, "draw the model: SVG, HTML, Mermaid or DOT, laid out without Graphviz", many=False
-    )
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .html, .mmd or .dot; - for stdout")
-    p.add_argument("--format", choices=["svg", "html", "mermaid", "dot"], help="the format for -o - (default svg)")
-    p.add_argument("--levels", type=_positive, metavar="N", help=levels)
-    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
-    p = command("report", cmd_report, "write one self-contained HTML report: source, summary, diagram", model=False)
-    _model_options(p, several_norms=True)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.html", help="the report to write; - for stdout")
-    p.add_argument("--levels", type=_positive, metavar="N", help=levels)
-    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
-
-
 def load_keras(report: Report) -> None:
     """Import Keras and its backend now (a clear UsageError if either is missing), its start-up lines held back (unless
     --verbose): TF_CPP_MIN_LOG_LEVEL=2 unless set, and, for what C++ libraries write to file descriptor 2
@@ -896,7 +878,9 @@ def _standard_error_held() -> Iterator[None]:
         os.close(saved)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. With ``only`` (the command being run), only that command's arguments are
+    built: building every command's takes longer than checking ResNet-50 (its usage and errors are the same)."""
     from normdsl._version import __version__
 
     top = argparse.ArgumentParser(
@@ -916,12 +900,43 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run, many=many)
         return p
 
-    command("check", cmd_check, "validate spec files")
+    for name, add in COMMANDS.items():
+        if only in (None, name):
+            add(command, sub)
+    return top
+
+
+Command = Callable[..., argparse.ArgumentParser]  # _parser's command(name, run, help, *, many=, model=)
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # (for commands not on specs)
+TARGETS = ("keras", "torch")  # what --target knows (normdsl/target_torch.py is the second)
+
+
+def _target_option(p: argparse.ArgumentParser) -> None:
+    """--target, of check, summary and build (issue 22)."""
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="keras",
+        help="keras (default) or torch: write a PyTorch module, check what PyTorch can compute, its figures",
+    )
+
+
+def _add_check(command: Command, sub: Subparsers) -> None:
+    _target_option(command("check", cmd_check, "validate spec files"))
+
+
+def _add_kinds(command: Command, sub: Subparsers) -> None:
     kinds = sub.add_parser("kinds", help="list the layer kinds, their Keras classes and arguments")
     kinds.add_argument("--json", action="store_true", help="as JSON")
     kinds.set_defaults(run=cmd_kinds)
+
+
+def _add_parse(command: Command, sub: Subparsers) -> None:
     p = command("parse", cmd_parse, "print a spec's syntax tree", many=False, model=False)
     p.add_argument("--json", action="store_true", help="as JSON (the only format; accepted for clarity)")
+
+
+def _add_summary(command: Command, sub: Subparsers) -> None:
     p = command("summary", cmd_summary, "print static shapes, parameter counts, MACs and activation memory")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -932,6 +947,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="show blocks nested N deep or more as one row each (torchinfo's depth)",
     )
+    _target_option(p)
+
+
+def _add_compare(command: Command, sub: Subparsers) -> None:
     p = command("compare", cmd_compare, "compare normalization variants of specs side by side", model=False)
     _model_options(p, several_norms=True, several_scales=True)
     p.add_argument("--layers", action="store_true", help="one row per normalization site that differs between variants")
@@ -940,8 +959,17 @@ def _parser() -> argparse.ArgumentParser:
         output.add_argument(
             f"--{fmt}", action="store_true", help=f"the table as {fmt.upper() if fmt != 'markdown' else 'Markdown'}"
         )
+
+
+def _add_explain(command: Command, sub: Subparsers) -> None:
     command("explain", cmd_explain, "say what each normalization layer computes, for its shape")
+
+
+def _add_scale_report(command: Command, sub: Subparsers) -> None:
     command("scale-report", cmd_scale_report, "show the scale in use and every width moved for group counts")
+
+
+def _add_build(command: Command, sub: Subparsers) -> None:
     p = command("build", cmd_build, "write black-formatted Keras code for a spec", model=False)
     _model_options(p, several_norms=True)  # several: the variants of the compare templates
     p.add_argument("-o", "--output", metavar="OUT", help="the file to write (default: SPEC with .py; - for stdout)")
@@ -963,6 +991,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verify", action="store_true", help="then build the written code with Keras and compare its figures"
     )
+    _target_option(p)
+
+
+def _add_fmt(command: Command, sub: Subparsers) -> None:
     from normdsl.fmt import DEFAULT_WIDTH
 
     p = command("fmt", cmd_fmt, "rewrite specs in the canonical layout (files, folders, - for stdin)", model=False)
@@ -971,13 +1003,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="the longest line (default 120)"
     )
+
+
+def _add_lsp(command: Command, sub: Subparsers) -> None:
+    from normdsl.fmt import DEFAULT_WIDTH
+
     p = sub.add_parser("lsp", help="serve the language server on standard input and output (for editors)")
     p.add_argument("--no-inlay-hints", action="store_true", help="no output shapes at line ends")
     p.add_argument(
         "-l", "--line-length", type=_positive, default=DEFAULT_WIDTH, metavar="N", help="formatting's longest line"
     )
     p.set_defaults(run=cmd_lsp)
-    _picture_commands(command)
+
+
+LEVELS = "collapse blocks nested N deep or more into one box each (as summary --levels)"
+
+
+def _add_diagram(command: Command, sub: Subparsers) -> None:
+    p = command(
+        "diagram", cmd_diagram, "draw the model: SVG, HTML, Mermaid or DOT, laid out without Graphviz", many=False
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.svg, .html, .mmd or .dot; - for stdout")
+    p.add_argument("--format", choices=["svg", "html", "mermaid", "dot"], help="the format for -o - (default svg)")
+    p.add_argument("--levels", type=_positive, metavar="N", help=LEVELS)
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
+
+
+def _add_report(command: Command, sub: Subparsers) -> None:
+    p = command("report", cmd_report, "write one self-contained HTML report: source, summary, diagram", model=False)
+    _model_options(p, several_norms=True)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.html", help="the report to write; - for stdout")
+    p.add_argument("--levels", type=_positive, metavar="N", help=LEVELS)
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if normdsl did not write it")
+
+
+def _add_import(command: Command, sub: Subparsers) -> None:
     p = sub.add_parser(
         "import",
         help="write a Keras model as a compact spec that rebuilds it",
@@ -995,13 +1055,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
     p.set_defaults(run=cmd_import)
-    for name in ("check", "summary", "build"):  # the PyTorch target (issue 22)
-        sub.choices[name].add_argument(
-            "--target",
-            choices=TARGETS,
-            default="keras",
-            help="keras (default) or torch: write a PyTorch module, check what PyTorch can compute, its figures",
-        )
+
+
+def _add_port_weights(command: Command, sub: Subparsers) -> None:
     p = sub.add_parser(  # Keras ↔ PyTorch (issue 22)
         "port-weights",
         help="move trained weights between Keras (.weights.h5) and PyTorch (.pt) models of a spec",
@@ -1015,10 +1071,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and TensorFlow's log lines")
     _model_options(p)
     p.set_defaults(run=cmd_port_weights)
+
+
+def _add_save(command: Command, sub: Subparsers) -> None:
     p = command("save", cmd_save, "build the model with Keras and save it as a .keras file", many=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
-    return top
+
+
+# Each command and what adds its parser, in the order `normdsl --help` lists them.
+COMMANDS: dict[str, Callable[[Command, Subparsers], None]] = {
+    "check": _add_check,
+    "kinds": _add_kinds,
+    "parse": _add_parse,
+    "summary": _add_summary,
+    "compare": _add_compare,
+    "explain": _add_explain,
+    "scale-report": _add_scale_report,
+    "build": _add_build,
+    "fmt": _add_fmt,
+    "lsp": _add_lsp,
+    "diagram": _add_diagram,
+    "report": _add_report,
+    "import": _add_import,
+    "port-weights": _add_port_weights,
+    "save": _add_save,
+}
 
 
 def _completes(action: argparse.Action, completer: Callable[..., list[str]]) -> None:
@@ -1041,12 +1119,13 @@ def _template_names(parsed_args: argparse.Namespace, **_: object) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (bash, zsh, fish): argcomplete answers, exits
+    argv = sys.argv[1:] if argv is None else list(argv)
+    completing = "_ARGCOMPLETE" in os.environ
+    parser = _parser(argv[0] if argv and argv[0] in COMMANDS and not completing else None)
+    if completing:  # the shell asks for completions (bash, zsh, fish): argcomplete answers, exits
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # `normdsl` alone: what it can do
         parser.print_help(sys.stderr)
         return EXIT_USAGE
