@@ -1,5 +1,3 @@
-import sys
+from normdsl.cli import run
 
-from normdsl.cli import main
-
-sys.exit(main())
+run()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, TypeAlias, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias, cast
 
 from normdsl import scaling, summary
 from normdsl.ast import IDENTIFIER
@@ -1131,6 +1131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     args = parser.parse_args(argv)
     report = Report(color=use_color(sys.stderr), verbose=getattr(args, "verbose", False))
+    if sys.stdout is None:  # started with descriptor 1 closed (`>&-`): what it prints would be lost
+        report.error("<stdout>: standard output is closed")
+        return EXIT_USAGE
     try:
         code: int = args.run(args, report)
         sys.stdout.flush()  # a closed pipe is found here, not as Python exits
@@ -1150,6 +1153,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # our bug: one line (the traceback with --verbose), never a usage error
         report.internal("", exc)
         return EXIT_INTERNAL
+
+
+# Loaded, these may have exit handlers to run (a framework's, coverage's): then Python exits as usual.
+_EXIT_HANDLERS = ("tensorflow", "keras", "jax", "torch", "coverage")
+
+
+def run() -> NoReturn:
+    """The ``normdsl`` program: :func:`main`, then, unless a module with exit handlers was loaded, an immediate
+    exit once the output is flushed (as mypy does): tearing the interpreter down takes longer than checking
+    ResNet-50, and nothing of ours needs it (every file is written and closed before main returns)."""
+    code = main()
+    if any(name in sys.modules for name in _EXIT_HANDLERS):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or gone (a broken pipe)
+            stream.flush()
+    os._exit(code)
 
 
 def _os_error(exc: OSError) -> str:

@@ -73,6 +73,33 @@ def test_every_command_writing_into_a_closed_pipe_stops_quietly_as_unix_tools_do
     assert (result.returncode, result.stderr) == (141, "")  # 128 + SIGPIPE, as a process killed by it
 
 
+@pytest.mark.parametrize(
+    "args", [["check", str(GROUPNORM)], ["build", str(GROUPNORM), "-o", "-"]], ids=["check", "build"]
+)
+def test_a_command_started_with_standard_output_closed_says_so(args: list[str]) -> None:
+    def close_stdout() -> None:
+        os.close(1)  # as `normdsl ... >&-`
+
+    result = subprocess.run(
+        [str(SCRIPT), *args], stdout=None, stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=close_stdout
+    )
+    assert (result.returncode, result.stderr) == (2, "normdsl: error: <stdout>: standard output is closed\n")
+
+
+def test_the_program_exits_at_once_yet_everything_it_printed_arrives(tmp_path: Path, capsys: Any) -> None:
+    """The console script skips the interpreter's teardown (cli.run): what it wrote, to a file and through a pipe,
+    is all there, byte for byte what main() prints in process."""
+    resnet = next(p for p in EXAMPLES if p.stem == "resnet50")
+    for args in (["parse", str(resnet)], ["summary", str(resnet)], ["check", "-e", "input(8) foo"]):
+        assert cli.main(args) in (0, 1)
+        expected = capsys.readouterr()
+        with open(tmp_path / "out", "w") as out:
+            code = subprocess.run([str(SCRIPT), *args], stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+        piped = run(*args)
+        assert (tmp_path / "out").read_text() == piped.stdout == expected.out and len(expected.out + expected.err) > 30
+        assert code.stderr == piped.stderr == expected.err and code.returncode == piped.returncode
+
+
 def test_an_internal_value_error_is_an_internal_error_not_a_usage_error(monkeypatch: Any, capsys: Any) -> None:
     def broken(*_: object, **__: object) -> Any:
         raise ValueError("a bug of ours")
