@@ -86,7 +86,7 @@ def _tables() -> Tables | None:
     grammar = _grammar()
     stamp = [grammar, _lark_stamp(), list(sys.version_info[:2])]
     folder = cache_folder()
-    name = f"tables-{zlib.crc32(grammar.encode()):08x}.json"
+    name = f"tables-{zlib.crc32(repr(stamp).encode()):08x}.json"  # one per grammar, lark and Python: venvs don't take turns
     cached = _read_json(folder / name) if folder else None
     if isinstance(cached, dict) and cached.get("stamp") == stamp:
         try:

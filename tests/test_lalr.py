@@ -111,6 +111,21 @@ def test_corners_agree(text: str) -> None:
     agree(text)
 
 
+def test_two_installations_keep_their_own_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two virtual environments (two lark installations) sharing one cache folder each keep their tables:
+    with one file for both, each would export over the other's on every other start."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("NORMDSL_NO_CACHE", raising=False)
+    names = []
+    for origin in ("/venv-a/lark/__init__.py", "/venv-b/lark/__init__.py"):
+        monkeypatch.setattr(parser, "_lark_stamp", lambda origin=origin: [origin, 1, 2])
+        parser._tables.cache_clear()
+        assert parser._tables() is not None
+        names.append(sorted(p.name for p in (tmp_path / "normdsl").glob("tables-*.json")))
+    parser._tables.cache_clear()
+    assert len(names[0]) == 1 and len(names[1]) == 2 and names[0][0] in names[1]
+
+
 def test_the_tables_are_cached_exported_again_when_stale_and_the_check_path_imports_no_lark(tmp_path: Path) -> None:
     """A first run exports the tables (lark imported); later runs read them and import no lark at all; a
     cache for other grammar text (a stale or planted file) is exported over."""
