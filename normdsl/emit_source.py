@@ -235,7 +235,7 @@ class BadTemplate(SpecError):
 
 def _folders(template_dir: Path | None) -> tuple[str, ...]:
     """Where templates are looked up: the user's folder first, then ours."""
-    own = str(data_dir("templates"))
+    own = data_dir("templates")
     return (own,) if template_dir is None else (str(template_dir), own)
 
 

@@ -75,7 +75,8 @@ def _lark() -> Lark:
 
 
 def _grammar() -> str:
-    return (data_dir("grammar") / "normdsl.lark").read_text(encoding="utf-8")
+    with open(os.path.join(data_dir("grammar"), "normdsl.lark"), encoding="utf-8") as f:
+        return f.read()
 
 
 @functools.cache

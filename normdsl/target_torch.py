@@ -932,7 +932,7 @@ def render(network: Network) -> str:
     from normdsl.safety import unexpected_code
 
     model = source_model(network)
-    template = _environment(str(data_dir("templates"))).get_template("_torch_model.py.j2")
+    template = _environment(data_dir("templates")).get_template("_torch_model.py.j2")
     code = template.render(**{f: getattr(model, f) for f in model.__dataclass_fields__})
     found = unexpected_code(code, module=True, target="torch")
     if found:

@@ -291,7 +291,7 @@ def test_a_template_outside_its_folder_is_an_error_with_a_subject(spec: Path, tm
     from normdsl._paths import data_dir
 
     (tmp_path / "templates" / "sub").mkdir(parents=True)
-    (tmp_path / "templates" / "model.py.j2").write_text((data_dir("templates") / "model.py.j2").read_text())
+    (tmp_path / "templates" / "model.py.j2").write_text((Path(data_dir("templates")) / "model.py.j2").read_text())
     out = tmp_path / "m.py"
     args = ["build", str(spec), "-o", str(out), "--template-dir", str(tmp_path / "templates" / "sub")]
     assert cli.main([*args, "--template", "../model"]) == 2
