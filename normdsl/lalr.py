@@ -14,7 +14,7 @@ lark itself, which says what is wrong. A test runs both on every example, golden
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -153,7 +153,8 @@ class _Scanner:
 
 class Tables:
     """Exported tables made ready to run: one pattern of every terminal in lark's order (the first
-    terminal it matches is the contextual lexer's choice whenever the state accepts that terminal)."""
+    terminal it matches is the contextual lexer's choice whenever the state accepts that terminal), and
+    the gotos with chains of unit reductions that build nothing spliced in (see :meth:`_chained`)."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         if data.get("format") != FORMAT:
@@ -170,6 +171,72 @@ class Tables:
         self.end: int = data["end"]
         if len(self.scanner_of_state) != len(self.states):
             raise ValueError("tables: a scanner for every state")
+        if any(rule.size == 0 and rule.origin != "start" for rule in self.rules):
+            # (the driver takes a node's extent from its first and last child: every node but the root has one)
+            raise NotImplementedError("normdsl: a grammar rule that derives nothing")
+        self.actions = self._chained()
+
+    def _chained(self) -> list[dict[str, int]]:
+        """The states' actions, each goto on a nonterminal taken on through the states that only reduce
+        one rule (whatever comes next) of one child that builds nothing: ``_item: layer`` (a spliced rule:
+        its value is ``[child]``), ``_statement: _item`` (``child`` itself), ``?expr: product``. Such a
+        goto is stored as ``~state`` when the value is to be put in a list. Reducing in these states
+        before looking at the next token is LALR's default reduction: the same tree for the same text,
+        and an error still found before the token that makes it is shifted."""
+        origins = {rule.origin for rule in self.rules}
+        passing: dict[int, tuple[str, bool]] = {}  # state → (what it reduces to, whether it wraps in a list)
+        for number, row in enumerate(self.states):
+            reduces = {action for symbol, action in row.items() if symbol not in origins}
+            if number == self.end or len(reduces) != 1 or any(symbol in origins for symbol in row):
+                continue
+            (action,) = reduces
+            if action >= 0:
+                continue
+            rule = self.rules[~action]
+            if rule.size == 1 and rule.splice and rule.plan is None:
+                passing[number] = (rule.origin, True)
+            elif rule.size == 1 and (
+                (rule.splice and rule.plan == ((0, True),)) or (rule.expand1 and rule.plan is None)
+            ):
+                passing[number] = (rule.origin, False)
+        actions = []
+        for row in self.states:
+            chained = dict(row)
+            for symbol, target in row.items():
+                if symbol not in origins:
+                    continue
+                wrap = False
+                for _ in range(len(self.states)):  # (a chain of unit rules visits a state at most once)
+                    if target not in passing:
+                        break
+                    origin, wraps = passing[target]
+                    if wraps and wrap:
+                        break
+                    wrap = wrap or wraps
+                    target = row[origin]
+                chained[symbol] = ~target if wrap else target
+            actions.append(chained)
+        return actions
+
+    def reductions(
+        self, methods: object, layer_rules: frozenset[str], nesting_rules: frozenset[str]
+    ) -> list[
+        tuple[int, str, int, Callable[[Tok | None, list[Any]], object], int, bool, tuple[tuple[int, bool], ...] | None]
+    ]:
+        """Per rule: its size, origin, what it makes (_CALL, _SPLICE or _EXPAND1), the method building its
+        node, the nesting it adds, whether it is a layer, and which children it keeps (None: all)."""
+        plans = []
+        for rule in self.rules:
+            method = _none if rule.splice else getattr(methods, rule.name, None)
+            how = _SPLICE if rule.splice else _EXPAND1 if rule.expand1 else _CALL
+            nests = int(rule.name in nesting_rules)
+            plans.append(
+                (rule.size, rule.origin, how, method or _missing(rule.name), nests, rule.name in layer_rules, rule.plan)
+            )
+        return plans
+
+
+_CALL, _SPLICE, _EXPAND1 = 0, 1, 2
 
 
 def run(
@@ -185,38 +252,26 @@ def run(
 ) -> object:
     """Parse ``text``, calling ``methods``'s method named after each rule (or alias) with the node's
     extent and its children as the rule reduces; the start rule's value is returned."""
-    plans = []
-    for rule in tables.rules:
-        method = _none if rule.splice else getattr(methods, rule.name, None)
-        plans.append(
-            (
-                rule.size,
-                rule.origin,
-                rule.splice,
-                rule.expand1,
-                rule.plan,
-                method or _missing(rule.name),
-                int(rule.name in nesting_rules),
-                rule.name in layer_rules,
-            )
-        )
-    states, scanners, patterns = tables.states, tables.scanner_of_state, tables.patterns
+    rules = tables.reductions(methods, layer_rules, nesting_rules)
+    actions, scanners, patterns = tables.actions, tables.scanner_of_state, tables.patterns
     match, newline, ignore, end_state = tables.master.match, tables.newline, tables.ignore, tables.end
     new = tuple.__new__
-    state_stack = [tables.start]
+    state = tables.start
+    below: list[int] = []  # the state each value was pushed in (the one to go back to when it is reduced)
     values: list[Any] = []
     extents: list[Tok | None] = []  # (lark's "container" positions, which parents take their spans from)
     depths: list[int] = []  # nesting below each node as lark's check counts it; -1 for a token
     pos, line, line_start, length = 0, 1, 0, len(text)
     nodes = layers = 0
     token: Tok | None
+    result: Any
     while True:
         if pos < length:
-            scanner = scanners[state_stack[-1]]
             m = match(text, pos)
             if m is None:
                 raise Unsupported
             kind = m.lastgroup
+            scanner = scanners[state]
             if kind not in scanner.allowed:
                 m = scanner.regex(patterns).match(text, pos)
                 if m is None:
@@ -230,7 +285,9 @@ def run(
                 if count:
                     line += count
                     line_start = start + value.rindex("\n") + 1
-            if kind in ignore:
+                if kind in ignore:
+                    continue
+            elif kind in ignore:
                 continue
             unless = scanner.unless.get(kind)
             if unless is not None:
@@ -243,46 +300,38 @@ def run(
         else:
             token, kind = None, "$END"
         while True:
-            action = states[state_stack[-1]].get(kind)  # type: ignore[arg-type]
+            action = actions[state].get(kind)  # type: ignore[arg-type]
             if action is None:
                 raise Unsupported
             if action >= 0:  # shift
                 if token is None:
                     raise Unsupported
-                state_stack.append(action)
+                below.append(state)
                 values.append(token)
                 extents.append(token)
                 depths.append(-1)
+                state = action
                 break
-            size, origin, splice, expand1, plan, method, nests, layer = plans[~action]
-            if size == 1:  # (most reductions: the node spans its one child, nested as deep)
-                children = [values.pop()]
-                extent = extents.pop()
-                depth = depths.pop()
-                state_stack.pop()
-            else:
-                if size:
-                    children = values[-size:]
-                    spans: Sequence[Tok | None] = extents[-size:]
-                    depth = max(depths[-size:])
-                    del values[-size:], extents[-size:], depths[-size:], state_stack[-size:]
-                else:
-                    children, spans, depth = [], (), -1
-                first = last = None
-                for span in spans:
-                    if span is not None:
-                        first = span
-                        break
-                if first is not None:
-                    for span in reversed(spans):
-                        if span is not None:
-                            last = span
-                            break
-                extent = (
-                    None
-                    if first is None or last is None
-                    else new(Tok, ("", "", first[2], first[3], first[4], last[5], last[6], last[7]))
-                )
+            size, origin, how, method, nests, layer, plan = rules[~action]
+            if size == 1:  # (most reductions: in place; the node spans its one child, nested as deep)
+                children = [values[-1]]
+                extent = extents[-1]
+                depth = depths[-1]
+                state = below[-1]
+            elif size:
+                children = values[-size:]
+                first, extent = extents[-size], extents[-1]
+                depth = max(depths[-size:])
+                state = below[-size]
+                del values[1 - size :], extents[1 - size :], depths[1 - size :], below[1 - size :]
+                assert first is not None and extent is not None
+                extent = new(Tok, ("", "", first[2], first[3], first[4], extent[5], extent[6], extent[7]))
+            else:  # (the start rule of an empty text)
+                children, extent, depth = [], None, -1
+                below.append(state)
+                values.append(None)
+                extents.append(None)
+                depths.append(-1)
             if plan is not None:
                 filtered: list[Any] = []
                 for i, expand in plan:
@@ -293,9 +342,9 @@ def run(
                     else:  # (left recursion: the list grows in place)
                         filtered = children[i]
                 children = filtered
-            if splice:
-                result: object = children
-            elif expand1 and len(children) == 1:
+            if how == _SPLICE:
+                result = children
+            elif how == _EXPAND1 and len(children) == 1:
                 result = children[0]
             else:
                 nodes += 1
@@ -309,10 +358,13 @@ def run(
                 if depth > max_nesting:
                     raise Unsupported
                 result = method(extent, children)
-            goto = states[state_stack[-1]][origin]
-            state_stack.append(goto)
-            values.append(result)
-            extents.append(extent)
-            depths.append(depth)
+            goto = actions[state][origin]
+            if goto < 0:  # (through a rule that splices its one child into its parent)
+                goto = ~goto
+                result = [result]
+            values[-1] = result
+            extents[-1] = extent
+            depths[-1] = depth
+            state = goto
             if token is None and goto == end_state:
                 return result

@@ -16,7 +16,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from normdsl._paths import data_dir
 from normdsl.ast import (
@@ -369,8 +369,8 @@ def _extent(meta: Any) -> Tok | None:
 
 def _span(extent: Tok | None) -> Span:
     assert extent is not None  # (only an empty spec has no extent, and start() takes none)
-    e = extent
-    return Span(e.line, e.column, e.end_line, e.end_column, e.start, e.end)
+    e = extent  # (by index: a large spec makes a span per node)
+    return Span(e[2], e[3], e[5], e[6], e[4], e[7])
 
 
 _SIZED = re.compile(r"([A-Za-z_]+)([0-9]+)")
@@ -386,6 +386,10 @@ class _ToAst:
 
     def __init__(self) -> None:
         self.problems: list[Diagnostic] = []
+        # Names, keys and words as written, each made once per parse (a large spec repeats a few of them):
+        self._layers: dict[str, tuple[str, int | None]] = {}  # a layer's name → its kind and written width
+        self._strings: dict[str, str] = {}
+        self._words: dict[str, Value] = {"true": True, "false": False}
 
     def number(self, token: Tok, digits: str | None = None) -> int:
         """The integer a token (or the ``digits`` in it) writes; one of more than 30 digits, beyond
@@ -493,12 +497,17 @@ class _ToAst:
         return Concat(tuple(_seq(c) for c in children[1:]), _span(meta))
 
     def bare_layer(self, meta: Tok | None, children: list[Tok]) -> Layer:
-        return self.layer(children[0], children[0].text, None, (), meta)
+        token = children[0]
+        kind, width = self._sized(token, token.text)
+        span = _span(meta)
+        return Layer(kind, width, (), span, span)  # (the name is all of it)
 
     def call_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name = children[0]
         assert isinstance(name, Tok)
-        return self.layer(name, name.text[:-1], None, tuple(_arg(a) for a in children[1:]), meta)
+        args = tuple(children[1:])
+        assert all(isinstance(a, Arg) for a in args)
+        return self.layer(name, name.text[:-1], None, cast(tuple[Arg, ...], args), meta)
 
     def width_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name, width = children
@@ -511,14 +520,30 @@ class _ToAst:
         return self.layer(name, name.text[:-1], _expr(width), tuple(_arg(a) for a in args), meta)
 
     def layer(self, token: Tok, name: str, width: Expr | None, args: tuple[Arg, ...], meta: Tok | None) -> Layer:
-        sized = _SIZED.fullmatch(name) if width is None else None
-        kind, width = (sized[1], self.number(token, sized[2])) if sized else (name, width)
+        kind, width = self._sized(token, name) if width is None else (self._string(name), width)
         return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
+
+    def _sized(self, token: Tok, name: str) -> tuple[str, int | None]:
+        """The kind and width a layer's name writes: conv64 → conv, 64; relu → relu, None."""
+        known = self._layers.get(name)
+        if known is None:
+            sized = _SIZED.fullmatch(name)
+            if sized is None:
+                known = (name, None)
+            elif len(sized[2]) > _MAX_DIGITS:
+                return sized[1], self.number(token, sized[2])  # (reported where it is written, each time)
+            else:
+                known = (sized[1], int(sized[2]))
+            self._layers[name] = known
+        return known
+
+    def _string(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
 
     def kwarg(self, meta: Tok | None, children: list[object]) -> Arg:
         key, value = children
         assert isinstance(key, Tok)
-        return Arg(key.text, _value(value), _span(meta))
+        return Arg(self._string(key.text), _value(value), _span(meta))
 
     def posarg(self, meta: Tok | None, children: list[Value]) -> Arg:
         return Arg(None, children[0], _span(meta))
@@ -538,7 +563,10 @@ class _ToAst:
 
     def word(self, meta: Tok | None, children: list[Tok]) -> Value:
         word = children[0].text
-        return {"true": True, "false": False}.get(word, Word(word))
+        known = self._words.get(word)
+        if known is None:
+            known = self._words[word] = Word(word)
+        return known
 
     def pair(self, meta: Tok | None, children: list[Value]) -> Value:
         return tuple(children)
@@ -611,7 +639,7 @@ def _run_on(block: BlockDef, after: Statement) -> Diagnostic:
 
 
 def _name_span(token: Tok, length: int) -> Span:
-    line, column, start = token.line, token.column, token.start
+    line, column, start = token[2], token[3], token[4]
     return Span(line, column, line, column + length, start, start + length)
 
 
