@@ -13,6 +13,7 @@ lark itself, which says what is wrong. A test runs both on every example, golden
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from lark import Lark
 
-FORMAT = 1  # of the exported tables; part of the cache's key
+FORMAT = 2  # of the exported tables; part of the cache's key
 
 
 class Unsupported(Exception):
@@ -105,6 +106,7 @@ def export(parser: Lark) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "terminals": [[t.name, t.pattern.to_regexp()] for t in root.terminals],  # lark's order
+        "first": {t.name: first_characters(t.pattern.to_regexp()) for t in root.terminals},
         "newline": sorted(root.newline_types),
         "ignore": sorted(root.ignore_types),
         "states": states,
@@ -114,6 +116,64 @@ def export(parser: Lark) -> dict[str, Any]:
         "start": table.start_states["start"],
         "end": table.end_states["start"],
     }
+
+
+def first_characters(pattern: str) -> str | None:
+    """The characters a match of ``pattern`` can start with, or None if that is not plain from its parsed
+    form (any character, a negated set, a category, a flag, a lookaround, or a match of nothing)."""
+    try:
+        from re import _parser  # (sre's own parse of the pattern)
+
+        parsed = _parser.parse(pattern)
+        if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
+            return None
+        chars, empty = _first(parsed.data, _parser)
+    except Exception:  # another Python's parse: then every terminal is tried at every character
+        return None
+    return None if chars is None or empty else "".join(sorted(chars))
+
+
+def _first(items: Any, sre: Any) -> tuple[set[str] | None, bool]:
+    """(first characters or None for any, whether it can match nothing) of a sequence of sre items."""
+    c = sre  # (its opcodes)
+    chars: set[str] = set()
+    for op, av in items:
+        empty = False
+        if op is c.LITERAL:
+            found: set[str] | None = {chr(av)}
+        elif op is c.IN:
+            found = set()
+            for kind, arg in av:
+                if kind is c.LITERAL:
+                    found.add(chr(arg))
+                elif kind is c.RANGE and arg[1] - arg[0] < 256:
+                    found.update(chr(i) for i in range(arg[0], arg[1] + 1))
+                else:
+                    found = None
+                    break
+        elif op is c.BRANCH:
+            found = set()
+            for branch in av[1]:
+                more, may = _first(branch, sre)
+                found = None if found is None or more is None else found | more
+                empty = empty or may
+        elif op is c.SUBPATTERN and not av[1] and not av[2]:
+            found, empty = _first(av[3], sre)
+        elif op is c.ATOMIC_GROUP:
+            found, empty = _first(av, sre)
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            found, empty = _first(av[2], sre)
+            empty = empty or av[0] == 0
+        elif op is c.AT:  # (an anchor takes no character: what follows it comes first)
+            found, empty = set(), True
+        else:
+            found = None
+        if found is None:
+            return None, False
+        chars |= found
+        if not empty:
+            return chars, False
+    return chars, True
 
 
 class _Rule:
@@ -151,6 +211,24 @@ class _Scanner:
         return self._regex
 
 
+class _ByFirst(dict[str, Callable[[str, int], "re.Match[str] | None"]]):
+    """The pattern to match at a character: the terminals that can start with it, in lark's order (the
+    same first match as all of them), compiled on first need."""
+
+    def __init__(self, patterns: dict[str, str], first: dict[str, str | None]) -> None:
+        super().__init__()
+        self.patterns, self.first = patterns, first
+        self.compiled: dict[tuple[str, ...], Callable[[str, int], re.Match[str] | None]] = {}
+
+    def __missing__(self, char: str) -> Callable[[str, int], re.Match[str] | None]:
+        names = tuple(n for n in self.patterns if self.first.get(n) is None or char in (self.first[n] or ""))
+        if names not in self.compiled:
+            alternatives = "|".join(f"(?P<{n}>{self.patterns[n]})" for n in names)
+            self.compiled[names] = re.compile(alternatives or "(?!)").match
+        self[char] = self.compiled[names]
+        return self[char]
+
+
 class Tables:
     """Exported tables made ready to run: one pattern of every terminal in lark's order (the first
     terminal it matches is the contextual lexer's choice whenever the state accepts that terminal), and
@@ -160,7 +238,7 @@ class Tables:
         if data.get("format") != FORMAT:
             raise ValueError("tables of another format")
         self.patterns: dict[str, str] = {str(n): str(r) for n, r in data["terminals"]}
-        self.master = re.compile("|".join(f"(?P<{n}>{r})" for n, r in self.patterns.items()))
+        self.by_first = _ByFirst(self.patterns, {str(n): f for n, f in data["first"].items()})
         self.newline = frozenset(data["newline"])
         self.ignore = frozenset(data["ignore"])
         self.states: list[dict[str, int]] = data["states"]
@@ -175,6 +253,9 @@ class Tables:
             # (the driver takes a node's extent from its first and last child: every node but the root has one)
             raise NotImplementedError("normdsl: a grammar rule that derives nothing")
         self.actions = self._chained()
+        self.allowed = [scanner.allowed for scanner in self.scanner_of_state]
+        self.unless = [scanner.unless for scanner in self.scanner_of_state]
+        self.special = {kind: (kind in self.newline, kind in self.ignore) for kind in self.newline | self.ignore}
 
     def _chained(self) -> list[dict[str, int]]:
         """The states' actions, each goto on a nonterminal taken on through the states that only reduce
@@ -218,11 +299,7 @@ class Tables:
             actions.append(chained)
         return actions
 
-    def reductions(
-        self, methods: object, layer_rules: frozenset[str], nesting_rules: frozenset[str]
-    ) -> list[
-        tuple[int, str, int, Callable[[Tok | None, list[Any]], object], int, bool, tuple[tuple[int, bool], ...] | None]
-    ]:
+    def reductions(self, methods: object, layer_rules: frozenset[str], nesting_rules: frozenset[str]) -> list[_Reduce]:
         """Per rule: its size, origin, what it makes (_CALL, _SPLICE or _EXPAND1), the method building its
         node, the nesting it adds, whether it is a layer, and which children it keeps (None: all)."""
         plans = []
@@ -230,13 +307,62 @@ class Tables:
             method = _none if rule.splice else getattr(methods, rule.name, None)
             how = _SPLICE if rule.splice else _EXPAND1 if rule.expand1 else _CALL
             nests = int(rule.name in nesting_rules)
-            plans.append(
-                (rule.size, rule.origin, how, method or _missing(rule.name), nests, rule.name in layer_rules, rule.plan)
-            )
+            keep = None if rule.plan is None else _keeper(rule.plan)
+            shape = _GENERAL
+            if rule.size == 1 and keep is None:
+                shape = _WRAP if how == _SPLICE else _PASS if how == _EXPAND1 else _UNIT
+            method = method or _missing(rule.name)
+            plans.append((shape, rule.origin, rule.size, how, method, nests, rule.name in layer_rules, keep))
         return plans
 
 
-_CALL, _SPLICE, _EXPAND1 = 0, 1, 2
+_CALL, _SPLICE, _EXPAND1 = 0, 1, 2  # what a rule makes: a node (its method's), its children spliced, its one child
+_WRAP, _PASS, _UNIT, _GENERAL = 0, 1, 2, 3  # the shapes of reduction the driver does in fewer steps
+_Reduce = tuple[
+    int, str, int, int, Callable[[Any, list[Any]], object], int, bool, Callable[[list[Any]], list[Any]] | None
+]
+
+
+def _keeper(plan: tuple[tuple[int, bool], ...]) -> Callable[[list[Any]], list[Any]]:
+    """A rule's children as its node takes them: the kept ones, those of a spliced child in its place (a
+    left-recursive list grows in place)."""
+    if not any(expand for _, expand in plan):
+        indices = [i for i, _ in plan]
+        if len(indices) == 1:
+            (only,) = indices
+            return lambda children: [children[only]]
+        pick = operator.itemgetter(*indices)
+        return lambda children: list(pick(children))
+    if len(plan) == 2 and plan[0][1]:  # a list and one more item, or a list and another list
+        (first, _), (then, expand) = plan
+        if expand:
+
+            def extended(children: list[Any]) -> list[Any]:
+                grown: list[Any] = children[first]
+                grown += children[then]
+                return grown
+
+            return extended
+
+        def appended(children: list[Any]) -> list[Any]:
+            grown: list[Any] = children[first]
+            grown.append(children[then])
+            return grown
+
+        return appended
+
+    def kept(children: list[Any]) -> list[Any]:
+        filtered: list[Any] = []
+        for i, expand in plan:
+            if not expand:
+                filtered.append(children[i])
+            elif filtered:
+                filtered += children[i]
+            else:  # (left recursion: the list grows in place)
+                filtered = children[i]
+        return filtered
+
+    return kept
 
 
 def run(
@@ -253,8 +379,8 @@ def run(
     """Parse ``text``, calling ``methods``'s method named after each rule (or alias) with the node's
     extent and its children as the rule reduces; the start rule's value is returned."""
     rules = tables.reductions(methods, layer_rules, nesting_rules)
-    actions, scanners, patterns = tables.actions, tables.scanner_of_state, tables.patterns
-    match, newline, ignore, end_state = tables.master.match, tables.newline, tables.ignore, tables.end
+    actions, by_first, end_state = tables.actions, tables.by_first, tables.end
+    allowed, unless, special = tables.allowed, tables.unless, tables.special
     new = tuple.__new__
     state = tables.start
     below: list[int] = []  # the state each value was pushed in (the one to go back to when it is reduced)
@@ -267,40 +393,42 @@ def run(
     result: Any
     while True:
         if pos < length:
-            m = match(text, pos)
+            m = by_first[text[pos]](text, pos)
             if m is None:
                 raise Unsupported
             kind = m.lastgroup
-            scanner = scanners[state]
-            if kind not in scanner.allowed:
-                m = scanner.regex(patterns).match(text, pos)
+            if kind not in allowed[state]:  # (the contextual lexer's own choice in this state)
+                m = tables.scanner_of_state[state].regex(tables.patterns).match(text, pos)
                 if m is None:
                     raise Unsupported
                 kind = m.lastgroup
+            assert kind is not None
             value = m.group()
-            start, token_line = pos, line
+            start, token_line, token_line_start = pos, line, line_start
             pos = m.end()
-            if kind in newline:
-                count = value.count("\n")
-                if count:
-                    line += count
-                    line_start = start + value.rindex("\n") + 1
-                if kind in ignore:
+            newline_or_ignored = special.get(kind)
+            if newline_or_ignored is not None:
+                if newline_or_ignored[0]:
+                    count = value.count("\n")
+                    if count:
+                        line += count
+                        line_start = start + value.rindex("\n") + 1
+                if newline_or_ignored[1]:
                     continue
-            elif kind in ignore:
-                continue
-            unless = scanner.unless.get(kind)
-            if unless is not None:
-                kind = unless.get(value, kind)
+            retype = unless[state].get(kind)
+            if retype is not None:
+                kind = retype.get(value, kind)
             if kind == "INT":
                 nodes += 1
                 if nodes > max_nodes:
                     raise Unsupported
-            token = new(Tok, (value, kind, token_line, start - line_start + 1, start, line, pos - line_start + 1, pos))
+            token = new(
+                Tok, (value, kind, token_line, start - token_line_start + 1, start, line, pos - line_start + 1, pos)
+            )
         else:
             token, kind = None, "$END"
         while True:
-            action = actions[state].get(kind)  # type: ignore[arg-type]
+            action = actions[state].get(kind)
             if action is None:
                 raise Unsupported
             if action >= 0:  # shift
@@ -312,41 +440,11 @@ def run(
                 depths.append(-1)
                 state = action
                 break
-            size, origin, how, method, nests, layer, plan = rules[~action]
-            if size == 1:  # (most reductions: in place; the node spans its one child, nested as deep)
-                children = [values[-1]]
-                extent = extents[-1]
-                depth = depths[-1]
+            shape, origin, size, how, method, nests, layer, keep = rules[~action]
+            if shape == _WRAP:  # (a spliced rule of one child, in place: _args: arg)
                 state = below[-1]
-            elif size:
-                children = values[-size:]
-                first, extent = extents[-size], extents[-1]
-                depth = max(depths[-size:])
-                state = below[-size]
-                del values[1 - size :], extents[1 - size :], depths[1 - size :], below[1 - size :]
-                assert first is not None and extent is not None
-                extent = new(Tok, ("", "", first[2], first[3], first[4], extent[5], extent[6], extent[7]))
-            else:  # (the start rule of an empty text)
-                children, extent, depth = [], None, -1
-                below.append(state)
-                values.append(None)
-                extents.append(None)
-                depths.append(-1)
-            if plan is not None:
-                filtered: list[Any] = []
-                for i, expand in plan:
-                    if not expand:
-                        filtered.append(children[i])
-                    elif filtered:
-                        filtered += children[i]
-                    else:  # (left recursion: the list grows in place)
-                        filtered = children[i]
-                children = filtered
-            if how == _SPLICE:
-                result = children
-            elif how == _EXPAND1 and len(children) == 1:
-                result = children[0]
-            else:
+                result = [values[-1]]
+            elif shape == _UNIT:  # (a node of one child, in place: a name, a number, a bare layer)
                 nodes += 1
                 if nodes > max_nodes:
                     raise Unsupported
@@ -354,17 +452,60 @@ def run(
                     layers += 1
                     if layers > max_layers:
                         raise Unsupported
-                depth = depth + nests if depth >= 0 else 0
+                depth = depths[-1]
+                depth = depths[-1] = depth + nests if depth >= 0 else 0
                 if depth > max_nesting:
                     raise Unsupported
-                result = method(extent, children)
+                state = below[-1]
+                result = method(extents[-1], [values[-1]])
+            elif shape == _PASS:  # (?rule of one child)
+                state = below[-1]
+                result = values[-1]
+            else:
+                if size == 1:
+                    children = [values[-1]]
+                    extent = extents[-1]
+                    depth = depths[-1]
+                    state = below[-1]
+                elif size:
+                    children = values[-size:]
+                    first, extent = extents[-size], extents[-1]
+                    depth = max(depths[-size:])
+                    state = below[-size]
+                    del values[1 - size :], extents[1 - size :], depths[1 - size :], below[1 - size :]
+                    assert first is not None and extent is not None
+                    extent = new(Tok, ("", "", first[2], first[3], first[4], extent[5], extent[6], extent[7]))
+                    extents[-1] = extent
+                else:  # (the start rule of an empty text)
+                    children, extent, depth = [], None, -1
+                    below.append(state)
+                    values.append(None)
+                    extents.append(None)
+                    depths.append(-1)
+                if keep is not None:
+                    children = keep(children)
+                if how == _SPLICE:
+                    result = children
+                elif how == _EXPAND1 and len(children) == 1:
+                    result = children[0]
+                else:
+                    nodes += 1
+                    if nodes > max_nodes:
+                        raise Unsupported
+                    if layer:
+                        layers += 1
+                        if layers > max_layers:
+                            raise Unsupported
+                    depth = depth + nests if depth >= 0 else 0
+                    if depth > max_nesting:
+                        raise Unsupported
+                    result = method(extent, children)
+                depths[-1] = depth
             goto = actions[state][origin]
             if goto < 0:  # (through a rule that splices its one child into its parent)
                 goto = ~goto
                 result = [result]
             values[-1] = result
-            extents[-1] = extent
-            depths[-1] = depth
             state = goto
             if token is None and goto == end_state:
                 return result

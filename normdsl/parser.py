@@ -412,15 +412,22 @@ class _ToAst:
         return method(_extent(tree.meta), children)
 
     def start(self, meta: Tok | None, children: list[object]) -> Spec:
-        for block, after in itertools.pairwise(children):
-            if isinstance(block, BlockDef) and _statement(after).span.line == block.span.end_line:
-                self.problems.append(_run_on(block, _statement(after)))
-        inputs = tuple(c for c in children if isinstance(c, InputDecl))
-        blocks = tuple(c for c in children if isinstance(c, BlockDef))
-        uses = tuple(c for c in children if isinstance(c, UseDecl))
-        scalings = tuple(c for c in children if isinstance(c, ScaleDecl))
-        body = _nodes(c for c in children if not isinstance(c, InputDecl | BlockDef | UseDecl | ScaleDecl))
-        return Spec(body=body, inputs=inputs, blocks=blocks, uses=uses, scalings=scalings)
+        inputs: list[InputDecl] = []
+        blocks: list[BlockDef] = []
+        uses: list[UseDecl] = []
+        scalings: list[ScaleDecl] = []
+        body: list[Node] = []
+        into: dict[type, list[Any]] = {InputDecl: inputs, BlockDef: blocks, UseDecl: uses, ScaleDecl: scalings}
+        for statement in children:  # (one pass: a large spec is mostly its body)
+            into.get(type(statement), body).append(statement)
+        assert all(type(node) in _NODE_TYPES for node in body)
+        if blocks:
+            for block, after in itertools.pairwise(children):
+                if isinstance(block, BlockDef) and _statement(after).span.line == block.span.end_line:
+                    self.problems.append(_run_on(block, _statement(after)))
+        return Spec(
+            body=tuple(body), inputs=tuple(inputs), blocks=tuple(blocks), uses=tuple(uses), scalings=tuple(scalings)
+        )
 
     def scale_defaults(self, meta: Tok | None, children: list[object]) -> ScaleDecl:
         return ScaleDecl(None, tuple(_arg(c) for c in children[1:] if c is not None), _span(meta))
@@ -496,18 +503,25 @@ class _ToAst:
     def concat(self, meta: Tok | None, children: list[object]) -> Concat:
         return Concat(tuple(_seq(c) for c in children[1:]), _span(meta))
 
+    # The layers, arguments and numbers of a large spec: tokens read by index, spans made in place, a name's
+    # kind and width read once per parse (these are most of a large spec's reductions).
+
     def bare_layer(self, meta: Tok | None, children: list[Tok]) -> Layer:
-        token = children[0]
-        kind, width = self._sized(token, token.text)
-        span = _span(meta)
+        t = children[0]
+        text = t[0]
+        kind, width = self._layers.get(text) or self._sized(t, text, text)
+        span = Span(t[2], t[3], t[5], t[6], t[4], t[7])
         return Layer(kind, width, (), span, span)  # (the name is all of it)
 
     def call_layer(self, meta: Tok | None, children: list[object]) -> Layer:
-        name = children[0]
-        assert isinstance(name, Tok)
-        args = tuple(children[1:])
-        assert all(isinstance(a, Arg) for a in args)
-        return self.layer(name, name.text[:-1], None, cast(tuple[Arg, ...], args), meta)
+        t = children[0]
+        assert isinstance(t, Tok) and meta is not None
+        text = t[0]
+        kind, width = self._layers.get(text) or self._sized(t, text, text[:-1])
+        args = cast(tuple[Arg, ...], tuple(children[1:]))  # (the grammar's: only arguments)
+        line, column, start, n = t[2], t[3], t[4], len(text) - 1
+        name_span = Span(line, column, line, column + n, start, start + n)
+        return Layer(kind, width, args, Span(meta[2], meta[3], meta[5], meta[6], meta[4], meta[7]), name_span)
 
     def width_layer(self, meta: Tok | None, children: list[object]) -> Layer:
         name, width = children
@@ -520,21 +534,20 @@ class _ToAst:
         return self.layer(name, name.text[:-1], _expr(width), tuple(_arg(a) for a in args), meta)
 
     def layer(self, token: Tok, name: str, width: Expr | None, args: tuple[Arg, ...], meta: Tok | None) -> Layer:
-        kind, width = self._sized(token, name) if width is None else (self._string(name), width)
+        kind, width = self._sized(token, token.text, name) if width is None else (self._string(name), width)
         return Layer(kind, width, args, _span(meta), _name_span(token, len(name)))
 
-    def _sized(self, token: Tok, name: str) -> tuple[str, int | None]:
-        """The kind and width a layer's name writes: conv64 → conv, 64; relu → relu, None."""
-        known = self._layers.get(name)
-        if known is None:
-            sized = _SIZED.fullmatch(name)
-            if sized is None:
-                known = (name, None)
-            elif len(sized[2]) > _MAX_DIGITS:
-                return sized[1], self.number(token, sized[2])  # (reported where it is written, each time)
-            else:
-                known = (sized[1], int(sized[2]))
-            self._layers[name] = known
+    def _sized(self, token: Tok, text: str, name: str) -> tuple[str, int | None]:
+        """The kind and width a layer's name writes (conv64 → conv, 64; relu → relu, None), kept for the
+        token's ``text`` (the name, or the name and its bracket)."""
+        sized = _SIZED.fullmatch(name)
+        if sized is None:
+            known: tuple[str, int | None] = (name, None)
+        elif len(sized[2]) > _MAX_DIGITS:
+            return sized[1], self.number(token, sized[2])  # (reported where it is written, each time)
+        else:
+            known = (sized[1], int(sized[2]))
+        self._layers[text] = known
         return known
 
     def _string(self, text: str) -> str:
@@ -542,14 +555,17 @@ class _ToAst:
 
     def kwarg(self, meta: Tok | None, children: list[object]) -> Arg:
         key, value = children
-        assert isinstance(key, Tok)
-        return Arg(self._string(key.text), _value(value), _span(meta))
+        assert isinstance(key, Tok) and meta is not None
+        span = Span(meta[2], meta[3], meta[5], meta[6], meta[4], meta[7])
+        return Arg(self._strings.setdefault(key[0], key[0]), cast(Value, value), span)  # (a value: the grammar's)
 
     def posarg(self, meta: Tok | None, children: list[Value]) -> Arg:
-        return Arg(None, children[0], _span(meta))
+        assert meta is not None
+        return Arg(None, children[0], Span(meta[2], meta[3], meta[5], meta[6], meta[4], meta[7]))
 
     def integer(self, meta: Tok | None, children: list[Tok]) -> int:
-        return self.number(children[0])
+        text = children[0][0]
+        return int(text) if len(text) <= _MAX_DIGITS else self.number(children[0])
 
     def real(self, meta: Tok | None, children: list[Tok]) -> float:
         value = float(children[0].text)
@@ -591,6 +607,7 @@ class _ToAst:
 
 
 Statement = Layer | Repeat | Residual | Concat | InputDecl | BlockDef | UseDecl | ScaleDecl
+_NODE_TYPES = frozenset({Layer, Repeat, Residual, Concat})
 
 
 # The transformer's children are the grammar's: these say (and check) which node each one is.

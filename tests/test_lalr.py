@@ -151,3 +151,29 @@ def test_the_tables_are_cached_exported_again_when_stale_and_the_check_path_impo
     cached.write_text(json.dumps(data))
     assert run() == first
     assert run() == [first[0], "False", "False"]
+
+
+@pytest.mark.parametrize("name", [n for n, _ in parser._tables().patterns.items()])  # type: ignore[union-attr]
+def test_a_terminal_starts_only_with_the_characters_the_lexer_tries_it_at(name: str) -> None:
+    """The driver tries at each character only the terminals that can start with it (in lark's order): every
+    text a terminal's pattern matches starts with one of its first characters, as sre's parse gives them."""
+    tables = parser._tables()
+    assert tables is not None
+    pattern = tables.patterns[name]
+    first = lalr.first_characters(pattern)
+
+    @given(st.from_regex(pattern, fullmatch=True))
+    def starts_as_said(text: str) -> None:
+        assert first is None or (text and text[0] in first)
+        assert tables.by_first[text[0]](text, 0) is not None
+
+    starts_as_said()
+
+
+def test_the_first_characters_of_patterns_sre_says_little_about_are_unknown() -> None:
+    assert lalr.first_characters(r"(?i:abc)") is None  # (a flag)
+    assert lalr.first_characters(r"[^a]b") is None  # (a negated set)
+    assert lalr.first_characters(r"a?") is None  # (a match of nothing)
+    assert lalr.first_characters(r"\w+") is None  # (a category)
+    assert lalr.first_characters(r"(?=a)a") is None  # (a lookahead)
+    assert lalr.first_characters(r"a?[bc]|\(") == "(abc"
