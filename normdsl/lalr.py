@@ -103,19 +103,79 @@ def export(parser: Lark) -> dict[str, Any]:
         exported_rules.append([rule.origin.name, name, len(rule.expansion), expand1, None if unchanged else plan])
     if contextual.root_lexer.g_regex_flags or root.use_bytes:
         raise NotImplementedError("normdsl: regex flags or bytes in the lexer")
+    first = {t.name: first_characters(t.pattern.to_regexp()) for t in root.terminals}
+    end = table.end_states["start"]
     return {
         "format": FORMAT,
         "terminals": [[t.name, t.pattern.to_regexp()] for t in root.terminals],  # lark's order
-        "first": {t.name: first_characters(t.pattern.to_regexp()) for t in root.terminals},
+        "buckets": _buckets([t.name for t in root.terminals], first),
         "newline": sorted(root.newline_types),
         "ignore": sorted(root.ignore_types),
-        "states": states,
+        "states": _chained(states, [_Rule(*r) for r in exported_rules], end),
         "rules": exported_rules,
         "scanners": scanners,
         "scanner_of_state": of_state,
         "start": table.start_states["start"],
-        "end": table.end_states["start"],
+        "end": end,
     }
+
+
+def _buckets(names: list[str], first: dict[str, str | None]) -> list[list[Any]]:
+    """The terminals to try at a character: terminals that share a first character go together (all
+    that start with a letter, all that start with a digit or '-', ...), each group in lark's order with
+    the terminals that may start anywhere; the last group (no characters) is for any other character."""
+    anywhere = {n for n in names if first[n] is None}
+    groups: list[tuple[set[str], set[str]]] = []  # (characters, terminals)
+    for name in names:
+        chars = set(first[name] or "")
+        if name in anywhere:
+            continue
+        joined = [g for g in groups if g[0] & chars]
+        groups = [g for g in groups if not g[0] & chars]
+        groups.append((chars.union(*(g[0] for g in joined)), {name}.union(*(g[1] for g in joined))))
+    buckets = [["".join(sorted(chars)), [n for n in names if n in terms or n in anywhere]] for chars, terms in groups]
+    return [*buckets, ["", [n for n in names if n in anywhere]]]
+
+
+def _chained(states: list[dict[str, int]], rules: list[_Rule], end: int) -> list[dict[str, int]]:
+    """The states' actions, each goto on a nonterminal taken on through the states that only reduce
+    one rule (whatever comes next) of one child that builds nothing: ``_item: layer`` (a spliced rule:
+    its value is ``[child]``), ``_statement: _item`` (``child`` itself), ``?expr: product``. Such a
+    goto is stored as ``~state`` when the value is to be put in a list. Reducing in these states
+    before looking at the next token is LALR's default reduction: the same tree for the same text,
+    and an error still found before the token that makes it is shifted."""
+    origins = {rule.origin for rule in rules}
+    passing: dict[int, tuple[str, bool]] = {}  # state → (what it reduces to, whether it wraps in a list)
+    for number, row in enumerate(states):
+        reduces = {action for symbol, action in row.items() if symbol not in origins}
+        if number == end or len(reduces) != 1 or any(symbol in origins for symbol in row):
+            continue
+        (action,) = reduces
+        if action >= 0:
+            continue
+        rule = rules[~action]
+        if rule.size == 1 and rule.splice and rule.plan is None:
+            passing[number] = (rule.origin, True)
+        elif rule.size == 1 and ((rule.splice and rule.plan == ((0, True),)) or (rule.expand1 and rule.plan is None)):
+            passing[number] = (rule.origin, False)
+    actions = []
+    for row in states:
+        chained = dict(row)
+        for symbol, target in row.items():
+            if symbol not in origins:
+                continue
+            wrap = False
+            for _ in range(len(states)):  # (a chain of unit rules visits a state at most once)
+                if target not in passing:
+                    break
+                origin, wraps = passing[target]
+                if wraps and wrap:
+                    break
+                wrap = wrap or wraps
+                target = row[origin]
+            chained[symbol] = ~target if wrap else target
+        actions.append(chained)
+    return actions
 
 
 def first_characters(pattern: str) -> str | None:
@@ -212,20 +272,24 @@ class _Scanner:
 
 
 class _ByFirst(dict[str, Callable[[str, int], "re.Match[str] | None"]]):
-    """The pattern to match at a character: the terminals that can start with it, in lark's order (the
-    same first match as all of them), compiled on first need."""
+    """The pattern to match at a character: the terminals that can start with it (and a few more), in
+    lark's order (the same first match as all of them), compiled on first need."""
 
-    def __init__(self, patterns: dict[str, str], first: dict[str, str | None]) -> None:
+    def __init__(self, patterns: dict[str, str], buckets: list[list[Any]]) -> None:
         super().__init__()
-        self.patterns, self.first = patterns, first
-        self.compiled: dict[tuple[str, ...], Callable[[str, int], re.Match[str] | None]] = {}
+        self.patterns = patterns
+        self.buckets = [tuple(str(n) for n in names) for _, names in buckets]
+        self.bucket_of = {c: i for i, (chars, _) in enumerate(buckets) for c in chars}
+        self.compiled: dict[int, Callable[[str, int], re.Match[str] | None]] = {}
+        if not self.buckets or any(n not in patterns for names in self.buckets for n in names):
+            raise ValueError("tables: buckets of unknown terminals")
 
     def __missing__(self, char: str) -> Callable[[str, int], re.Match[str] | None]:
-        names = tuple(n for n in self.patterns if self.first.get(n) is None or char in (self.first[n] or ""))
-        if names not in self.compiled:
-            alternatives = "|".join(f"(?P<{n}>{self.patterns[n]})" for n in names)
-            self.compiled[names] = re.compile(alternatives or "(?!)").match
-        self[char] = self.compiled[names]
+        bucket = self.bucket_of.get(char, len(self.buckets) - 1)
+        if bucket not in self.compiled:
+            alternatives = "|".join(f"(?P<{n}>{self.patterns[n]})" for n in self.buckets[bucket])
+            self.compiled[bucket] = re.compile(alternatives or "(?!)").match
+        self[char] = self.compiled[bucket]
         return self[char]
 
 
@@ -238,7 +302,7 @@ class Tables:
         if data.get("format") != FORMAT:
             raise ValueError("tables of another format")
         self.patterns: dict[str, str] = {str(n): str(r) for n, r in data["terminals"]}
-        self.by_first = _ByFirst(self.patterns, {str(n): f for n, f in data["first"].items()})
+        self.by_first = _ByFirst(self.patterns, data["buckets"])
         self.newline = frozenset(data["newline"])
         self.ignore = frozenset(data["ignore"])
         self.states: list[dict[str, int]] = data["states"]
@@ -252,52 +316,10 @@ class Tables:
         if any(rule.size == 0 and rule.origin != "start" for rule in self.rules):
             # (the driver takes a node's extent from its first and last child: every node but the root has one)
             raise NotImplementedError("normdsl: a grammar rule that derives nothing")
-        self.actions = self._chained()
+        self.actions = self.states  # (gotos chained when exported)
         self.allowed = [scanner.allowed for scanner in self.scanner_of_state]
         self.unless = [scanner.unless for scanner in self.scanner_of_state]
         self.special = {kind: (kind in self.newline, kind in self.ignore) for kind in self.newline | self.ignore}
-
-    def _chained(self) -> list[dict[str, int]]:
-        """The states' actions, each goto on a nonterminal taken on through the states that only reduce
-        one rule (whatever comes next) of one child that builds nothing: ``_item: layer`` (a spliced rule:
-        its value is ``[child]``), ``_statement: _item`` (``child`` itself), ``?expr: product``. Such a
-        goto is stored as ``~state`` when the value is to be put in a list. Reducing in these states
-        before looking at the next token is LALR's default reduction: the same tree for the same text,
-        and an error still found before the token that makes it is shifted."""
-        origins = {rule.origin for rule in self.rules}
-        passing: dict[int, tuple[str, bool]] = {}  # state → (what it reduces to, whether it wraps in a list)
-        for number, row in enumerate(self.states):
-            reduces = {action for symbol, action in row.items() if symbol not in origins}
-            if number == self.end or len(reduces) != 1 or any(symbol in origins for symbol in row):
-                continue
-            (action,) = reduces
-            if action >= 0:
-                continue
-            rule = self.rules[~action]
-            if rule.size == 1 and rule.splice and rule.plan is None:
-                passing[number] = (rule.origin, True)
-            elif rule.size == 1 and (
-                (rule.splice and rule.plan == ((0, True),)) or (rule.expand1 and rule.plan is None)
-            ):
-                passing[number] = (rule.origin, False)
-        actions = []
-        for row in self.states:
-            chained = dict(row)
-            for symbol, target in row.items():
-                if symbol not in origins:
-                    continue
-                wrap = False
-                for _ in range(len(self.states)):  # (a chain of unit rules visits a state at most once)
-                    if target not in passing:
-                        break
-                    origin, wraps = passing[target]
-                    if wraps and wrap:
-                        break
-                    wrap = wrap or wraps
-                    target = row[origin]
-                chained[symbol] = ~target if wrap else target
-            actions.append(chained)
-        return actions
 
     def reductions(self, methods: object, layer_rules: frozenset[str], nesting_rules: frozenset[str]) -> list[_Reduce]:
         """Per rule: its size, origin, what it makes (_CALL, _SPLICE or _EXPAND1), the method building its

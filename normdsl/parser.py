@@ -41,7 +41,7 @@ from normdsl.ast import (
 )
 from normdsl.diagnostics import Diagnostic, Span, SpecError
 from normdsl.hints import expected, pair_rewrite, spaced_call_rewrite
-from normdsl.lalr import Tables, Tok, Unsupported, export, run
+from normdsl.lalr import FORMAT, Tables, Tok, Unsupported, export, run
 from normdsl.limits import DEFAULT_LIMITS, Limits
 from normdsl.util import paused_gc
 
@@ -85,7 +85,7 @@ def _tables() -> Tables | None:
     lark's own cache: valid for this grammar's exact text, this lark installation and this Python. None
     if this lark parser cannot be exported (then lark parses everything)."""
     grammar = _grammar()
-    stamp = [grammar, _lark_stamp(), list(sys.version_info[:2])]
+    stamp = [grammar, _lark_stamp(), list(sys.version_info[:2]), FORMAT]  # (two normdsl versions: two files)
     folder = cache_folder()
     name = f"tables-{zlib.crc32(repr(stamp).encode()):08x}.json"  # one per grammar, lark and Python: venvs don't take turns
     cached = _read_json(folder / name) if folder else None
