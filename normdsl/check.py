@@ -17,9 +17,24 @@ from pathlib import Path
 from typing import TypedDict, assert_never
 
 from normdsl import modules, plugins, scaling
-from normdsl.ast import BinOp, BlockDef, Call, Concat, Layer, Node, Ref, Repeat, Residual, ScaleDecl, Spec, Value, Word
+from normdsl.ast import (
+    Arg,
+    BinOp,
+    BlockDef,
+    Call,
+    Concat,
+    Layer,
+    Node,
+    Ref,
+    Repeat,
+    Residual,
+    ScaleDecl,
+    Spec,
+    Value,
+    Word,
+)
 from normdsl.diagnostics import Diagnostic, Span, SpecError, did_you_mean
-from normdsl.graph import MODEL_INPUT, Expander, Instance, context, notes
+from normdsl.graph import MODEL_INPUT, Expander, Instance, Use, context, notes
 from normdsl.hints import layer_hint
 from normdsl.layers import (
     ACTIVATIONS,
@@ -121,7 +136,9 @@ class _Checker:
         self.spec, self.limits = spec, limits
         self.diagnostics: list[Diagnostic] = []
         self.resolved: dict[tuple[object, ...], KerasCall] = {}
-        self.inferred: dict[tuple[int, tuple[Shape, ...]], tuple[KerasCall, Figures]] = {}
+        # (id(call), input shapes) → (call, figures, whether a dimension is above the limit)
+        self.inferred: dict[tuple[int, tuple[Shape, ...]], tuple[KerasCall, Figures, bool]] = {}
+        self.stacks: dict[int, tuple[tuple[Use, ...], tuple[str, ...], tuple[Span, ...]]] = {}
         self.block_names: list[str] = []
         self.reported: set[tuple[Span, str, tuple[str, str] | None]] = set()
         self.warned: set[Diagnostic] = set()
@@ -214,7 +231,12 @@ class _Checker:
         instances = expander.run()
         if expander.too_big:
             raise self.fail()
-        used = {use.block for inst in instances for use in inst.stack}
+        used: set[str] = set()
+        stack: tuple[Use, ...] | None = None
+        for inst in instances:  # (instances of one block use share its stack: each looked at once)
+            if inst.stack is not stack:
+                stack = inst.stack
+                used.update(use.block for use in stack)
         for name in sorted(replacements.keys() - used):
             text, option = replacements[name], flag(name)
             hint: str | None
@@ -227,6 +249,7 @@ class _Checker:
             whole = Span.at(text, 0, len(text.split("\n", 1)[0]))
             self.warn(message, whole, hint, elsewhere=(option, text))
         net, output = self.infer_all(instances, shape)
+        del instances  # freed here, before the network is put together
         if regroup and self.splits and (again := self.regroup()) is not None:
             raise _Regroup(again)
         self.check_names(net)
@@ -246,10 +269,18 @@ class _Checker:
             replaced=tuple(replacements.items()),
             homes=tuple((name, *home) for name, home in self.homes.items() if name in used),
             scaling=self.scaling,
-            composites=tuple(
-                composites[name] for name in sorted({b for layer in net for b in layer.blocks} & composites.keys())
-            ),
+            composites=tuple(composites[name] for name in sorted(self.blocks_in(net) & composites.keys())),
         )
+
+    def blocks_in(self, net: list[NetLayer]) -> set[str]:
+        """The blocks the layers sit in (each distinct tuple of blocks looked at once)."""
+        found: set[str] = set()
+        seen: set[int] = set()
+        for layer in net:
+            if id(layer.blocks) not in seen:  # (the tuples are alive in net: ids stay theirs)
+                seen.add(id(layer.blocks))
+                found.update(layer.blocks)
+        return found
 
     def scale(self, overrides: dict[str, object]) -> Scaling:
         """The scaling in use: the spec's defaults, then the named scale chosen, then ``overrides``."""
@@ -366,8 +397,9 @@ class _Checker:
         """Infer ``instances`` (inputs by index in the list; MODEL_INPUT is ``known``'s entry) into
         ``net``; return the last one's shape and layer index (None when unknown). Composites expand here."""
         known = dict(known)
+        composites = self.expander.composites
         for i, inst in enumerate(instances):
-            if inst.merge is None and inst.kind in self.expander.composites:
+            if inst.merge is None and inst.kind in composites:
                 if inst.inputs[0] in known:
                     x = known[inst.inputs[0]]
                     inner = self.expander.composite(inst, x[0][-1])
@@ -376,10 +408,22 @@ class _Checker:
                         known[i] = out
                 continue
             call = self.resolve(inst)
-            if call is None or any(j not in known for j in inst.inputs):
-                continue  # an input's shape is unknown: the arguments were checked, the shapes cannot be
-            inputs = tuple(known[j] for j in inst.inputs)
-            layer = self.infer(inst, call, tuple(s for s, _ in inputs), tuple(n for _, n in inputs))
+            if call is None:
+                continue
+            if len(inst.inputs) == 1:  # (most layers: no tuples made but the shapes' key)
+                given = known.get(inst.inputs[0])
+                if given is None:
+                    continue  # an input's shape is unknown: the arguments were checked, the shapes cannot be
+                shapes: tuple[Shape, ...] = (given[0],)
+                inputs: tuple[int, ...] = inst.inputs if given[1] == inst.inputs[0] else (given[1],)
+            else:
+                if any(j not in known for j in inst.inputs):
+                    continue
+                shapes = tuple(known[j][0] for j in inst.inputs)
+                inputs = tuple(known[j][1] for j in inst.inputs)
+                if inputs == inst.inputs:
+                    inputs = inst.inputs  # (the same numbers: one tuple for both)
+            layer = self.infer(inst, call, shapes, inputs)
             if layer is not None:
                 known[i] = layer.output_shape, len(net)
                 net.append(layer)
@@ -456,7 +500,7 @@ class _Checker:
             return self.resolved[merge]
         # A valid call depends only on the values; an invalid one is resolved again at each site,
         # so that every site reports its problem.
-        key = (inst.kind, inst.width, tuple((a.key, repr(a.value)) for a in inst.args))
+        key = (inst.kind, inst.width, _args_key(inst.args) if inst.args else ())
         call = self.resolved.get(key)
         if call is None:
             call = self._resolve(inst)
@@ -483,23 +527,30 @@ class _Checker:
     def infer(
         self, inst: Instance, call: KerasCall, shapes: tuple[Shape, ...], inputs: tuple[int, ...]
     ) -> NetLayer | None:
-        try:
-            figures = self.figures(call, shapes)
-        except Problem as problem:
-            text = inst.text if inst.round is None else f"{inst.text} ({inst.round})"
-            self.at(inst, inst.span, text, f": {problem.message}", problem.hint)
-            return None
-        if max(figures.shape, default=0) > self.limits.max_dim:
+        found = self.inferred.get((id(call), shapes))
+        if found is None:
+            try:
+                found = self.figures(call, shapes)
+            except Problem as problem:
+                text = inst.text if inst.round is None else f"{inst.text} ({inst.round})"
+                self.at(inst, inst.span, text, f": {problem.message}", problem.hint)
+                return None
+        _, figures, too_big = found
+        if too_big:
             message = f": its output {_shown(figures.shape)} has a dimension above the limit of {self.limits.max_dim:,}"
             self.at(inst, inst.span, inst.text, message)
             return None
-        for found in figures.problems:
-            if found.split is None:
-                self.at(inst, inst.span, inst.text, f": {found.message}", found.hint)
+        for issue in figures.problems:
+            if issue.split is None:
+                self.at(inst, inst.span, inst.text, f": {issue.message}", issue.hint)
                 continue
-            channels, groups = found.split
+            channels, groups = issue.split
             site = (inst.span, inst.text, context(inst.stack, inst.span, with_use=False), groups)
             self.splits.setdefault(site, (inst, []))[1].append(channels)
+        if inst.stack:
+            blocks, uses = self.blocks_of(inst.stack)
+        else:
+            blocks = uses = ()
         return NetLayer(
             kind=call.kind.name,
             keras_class=call.kind.keras_class,
@@ -514,19 +565,28 @@ class _Checker:
             macs=figures.macs,
             span=inst.span,
             text=inst.text,
-            blocks=tuple(use.block for use in inst.stack),
-            uses=tuple(use.span for use in inst.stack),
+            blocks=blocks,
+            uses=uses,
             written=inst.written,
         )
 
-    def figures(self, call: KerasCall, shapes: tuple[Shape, ...]) -> Figures:
+    def blocks_of(self, stack: tuple[Use, ...]) -> tuple[tuple[str, ...], tuple[Span, ...]]:
+        """The blocks of a stack of uses and where each is used, made once per stack (and shared by
+        its layers; the stack is kept with them: its id stays its own)."""
+        found = self.stacks.get(id(stack))
+        if found is None:
+            found = self.stacks[id(stack)] = (stack, tuple(u.block for u in stack), tuple(u.span for u in stack))
+        return found[1], found[2]
+
+    def figures(self, call: KerasCall, shapes: tuple[Shape, ...]) -> tuple[KerasCall, Figures, bool]:
         """A call's figures for its input shapes, computed once per distinct call and shapes (the call is
-        kept with them: its id stays its own)."""
+        kept with them: its id stays its own), and whether a dimension of its output is above the limit."""
         key = (id(call), shapes)
         found = self.inferred.get(key)
         if found is None:
-            found = self.inferred[key] = (call, call.kind.rule(shapes, call.config))
-        return found[1]
+            figures = call.kind.rule(shapes, call.config)
+            found = self.inferred[key] = (call, figures, max(figures.shape, default=0) > self.limits.max_dim)
+        return found
 
     def allowed(self, layer: NetLayer, what: str) -> bool:
         """Whether a pragma allows ``what`` at the layer: in the spec, or in the used file it is written in."""
@@ -537,8 +597,12 @@ class _Checker:
 
     def check_names(self, net: list[NetLayer]) -> None:
         spans: dict[str, list[Span]] = {}
+        names: dict[int, object] = {}  # the name in each distinct kwargs tuple (alive in net: ids stay theirs)
         for layer in net:
-            name = dict(layer.kwargs).get("name")
+            key = id(layer.kwargs)
+            if key not in names:
+                names[key] = dict(layer.kwargs).get("name")
+            name = names[key]
             if isinstance(name, str):
                 spans.setdefault(name, []).append(layer.span)
         for name, where in spans.items():
@@ -555,19 +619,22 @@ class _Checker:
                 )
 
     def warnings(self, net: list[NetLayer]) -> None:
+        norms = {name for name, kind in KINDS.items() if kind.is_norm}
+        total = 0
         for layer in net:
-            before = [net[i] for i in layer.inputs if i >= 0]
-            if _is_norm(layer) and len(before) == 1 and _is_norm(before[0]):
-                message = f"{layer.text} directly follows another normalization ({before[0].text})"
-                self.warn(message, layer.span, "one normalization is usually enough; remove one of them")
-            if layer.kind == "dense" and len(layer.input_shape) >= 3 and not self.allowed(layer, _POINTWISE):
+            total += layer.trainable + layer.non_trainable
+            if layer.kind in norms:
+                before = [net[i] for i in layer.inputs if i >= 0]
+                if len(before) == 1 and before[0].kind in norms:
+                    message = f"{layer.text} directly follows another normalization ({before[0].text})"
+                    self.warn(message, layer.span, "one normalization is usually enough; remove one of them")
+            elif layer.kind == "dense" and len(layer.input_shape) >= 3 and not self.allowed(layer, _POINTWISE):
                 self.warn(
                     f"{layer.text} receives a rank-{len(layer.input_shape)} tensor {layer.input_shape} and acts on its last axis only",
                     layer.span,
                     "for a classifier head, put flatten or gap before it; for a per-position dense, as in a"
                     f" ConvNeXt block, end the line with # normdsl: allow({_POINTWISE})",
                 )
-        total = sum(layer.params for layer in net)
         if total > self.limits.warn_params:
             hint = f"more than the {self.limits.warn_params:,} expected of a spec"
             self.warn(f"the model has {total:,} parameters", _whole(self.spec), hint)
@@ -764,9 +831,14 @@ def _shown(shape: Shape) -> str:
     return "(" + ", ".join(str(n) if n < 10**15 else f"{str(n)[:6]}…({len(str(n))} digits)" for n in shape) + ")"
 
 
-def _is_norm(layer: NetLayer) -> bool:
-    kind = KINDS.get(layer.kind)
-    return kind is not None and kind.is_norm
+def _args_key(args: tuple[Arg, ...]) -> tuple[tuple[object, ...], ...]:
+    """Evaluated arguments as a key of their values: an int or a string with its type (a bare word
+    is not a quoted string; True, a bool, is not 1), anything else by its repr (a float: -0.0 is not
+    0.0; a tuple: (1, True) is not (1, 1))."""
+    return tuple([(a.key, type(a.value), a.value) if type(a.value) in _EXACT else (a.key, repr(a.value)) for a in args])
+
+
+_EXACT = frozenset({int, str, Word})
 
 
 def _name_span(inst: Instance) -> Span:

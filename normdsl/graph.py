@@ -88,18 +88,25 @@ class Expander:
         self.rounds: list[str] = []  # the repetitions being expanded, innermost last
         self.nesting = 0  # groups, residuals and branches around the node being expanded, through block uses
         self.sizes: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self.texts: dict[str, str] = {}  # text as written → on one line (each distinct text once, shared)
+        self.numbered = any(name[-1:].isdigit() for name in blocks)  # whether b60 may name a block
 
     def run(self) -> list[Instance]:
-        """Expand the spec, after making sure (without expanding) that it stays within the layer limit."""
+        """Expand the spec, after making sure (without expanding) that it stays within the layer limit.
+        The instances are handed over: the expander keeps no reference to them."""
         total = 0
-        for node in self.spec.body:
-            total += self.size(node, {}, ())
-            if total > self.limits.max_layers:
-                self.too_big = True
-                figure = f"{total:,} layers" if total < _SIZE_UNKNOWN else "too many layers to count"
-                message = f"the spec expands to {figure}, more than the limit of {self.limits.max_layers:,}"
-                self.report(message, node.span, "lower the repetition counts or block uses", ())
-                return []
+        self.quiet += 1  # sizing: problems are left to the expansion to report
+        try:
+            for node in self.spec.body:
+                total += min(self._size(node, {}, ()), _SIZE_UNKNOWN)
+                if total > self.limits.max_layers:
+                    self.too_big = True
+                    figure = f"{total:,} layers" if total < _SIZE_UNKNOWN else "too many layers to count"
+                    message = f"the spec expands to {figure}, more than the limit of {self.limits.max_layers:,}"
+                    self.report(message, node.span, "lower the repetition counts or block uses", ())
+                    return []
+        finally:
+            self.quiet -= 1
         x = MODEL_INPUT
         try:
             for node in self.spec.body:
@@ -109,19 +116,13 @@ class Expander:
             self.report(
                 f"the spec expands to more than {self.limits.max_layers:,} layers", self.spec.body[0].span, None, ()
             )
-        return self.instances
+        instances, self.instances = self.instances, []
+        return instances
 
     # ---- size, without expanding -------------------------------------------------------------
 
-    def size(self, node: Node, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        """How many layers ``node`` expands to (problems are left to the expansion to report)."""
-        self.quiet += 1
-        try:
-            return min(self._size(node, env, stack), _SIZE_UNKNOWN)
-        finally:
-            self.quiet -= 1
-
     def _size(self, node: Node, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
+        """How many layers ``node`` expands to (while ``quiet``: problems are left to the expansion to report)."""
         self.visits += 1
         if self.visits > 10 * self.limits.max_layers:
             return _SIZE_UNKNOWN  # the spec is too intricate to count: as good as too big
@@ -151,7 +152,7 @@ class Expander:
         return 1 + sum(self._size(n, env, stack) for path in paths for n in path)
 
     def _size_layer(self, node: Layer, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        block = block_used(self.blocks, node)
+        block = self.block_used(node)
         if block is None and is_identity(node):
             return 0
         if block is None and node.kind in self.composites and len(stack) < self.limits.max_call_depth:
@@ -248,18 +249,26 @@ class Expander:
         )
         return len(self.instances) - 1
 
+    def block_used(self, layer: Layer) -> BlockDef | None:
+        """``block_used``, quicker when no block's name ends in digits (no conv16 can name one)."""
+        if layer.width is None:
+            return self.blocks.get(layer.kind)
+        return block_used(self.blocks, layer) if self.numbered else None
+
     def layer(self, layer: Layer, x: int, env: dict[str, Value], stack: tuple[Use, ...]) -> int:
-        block = block_used(self.blocks, layer)
+        block = self.block_used(layer)
         if block is not None:
             return self.call(block, layer, x, env, stack)
-        if is_identity(layer):
+        if layer.kind == IDENTITY and is_identity(layer):
             return x
         if layer.kind in self.composites and layer.width is not None:
             hint = f"write {layer.kind}(...): its widths come from its input's channels"
             self.problem(f"{layer.kind} takes no width", layer.name_span, stack, hint)
             return UNKNOWN
         width: int | None = None
-        if layer.width is not None:
+        if type(layer.width) is int:
+            width = layer.width
+        elif layer.width is not None:
             value = self.value(layer.width, env, stack)
             if value is None:
                 return UNKNOWN
@@ -267,24 +276,45 @@ class Expander:
                 self.problem(f"the width of {layer.kind} must be an integer, got {value!r}", layer.name_span, stack)
                 return UNKNOWN
             width = value
-        args = []
-        for arg in layer.args:
+        args: tuple[Arg, ...] | None = layer.args
+        for arg in layer.args:  # values that stand for themselves are taken as they are (and so are the args)
+            if type(arg.value) not in _CONSTANT and not (type(arg.value) is Word and arg.value not in env):
+                args = self.arguments(layer.args, env, stack)
+                break
+        if args is None:
+            return UNKNOWN
+        if not stack:
+            span, text = layer.span, self.text(self.spec.source[layer.span.start : layer.span.end])
+        else:
+            span, text = self.where(layer.span, stack)
+        written = None if span is layer.span else layer.span
+        return self.add(layer.kind, (x,), span, text, stack, width, args, written=written)
+
+    def arguments(self, args: tuple[Arg, ...], env: dict[str, Value], stack: tuple[Use, ...]) -> tuple[Arg, ...] | None:
+        """The arguments with their values evaluated (None after reporting why one has none)."""
+        out = []
+        for arg in args:
             value = self.value(arg.value, env, stack)
             if value is None:
-                return UNKNOWN
-            args.append(Arg(arg.key, value, arg.span))
-        span, text = self.where(layer.span, stack)
-        written = None if span is layer.span else layer.span
-        return self.add(layer.kind, (x,), span, text, stack, width, tuple(args), written=written)
+                return None
+            out.append(arg if value is arg.value else Arg(arg.key, value, arg.span))
+        return tuple(out)
 
     def where(self, span: Span, stack: tuple[Use, ...]) -> tuple[Span, str]:
         """Span and text of a node; inside a block not written in the spec (--norm, a composite), the
         text from that block's source and the span of the innermost use written in the spec."""
         if not stack or stack[-1].block not in self.sources:
-            return span, one_line(self.spec.source[span.start : span.end])
-        text = one_line(self.sources[stack[-1].block][span.start : span.end])
+            return span, self.text(self.spec.source[span.start : span.end])
+        text = self.text(self.sources[stack[-1].block][span.start : span.end])
         inner = max(i for i in range(len(stack)) if i == 0 or stack[i - 1].block not in self.sources)
         return stack[inner].span, text
+
+    def text(self, written: str) -> str:
+        """``written`` on one line, computed once per distinct text (one string shared by its layers)."""
+        text = self.texts.get(written)
+        if text is None:
+            text = self.texts[written] = one_line(written)
+        return text
 
     def composite(self, inst: Instance, channels: int) -> list[Instance]:
         """A composite kind's layers for an input of ``channels`` channels, indexed from 0, applied
@@ -514,6 +544,9 @@ def block_used(blocks: dict[str, BlockDef], layer: Layer) -> BlockDef | None:
     if layer.width is None:
         return blocks.get(layer.kind)
     return blocks.get(f"{layer.kind}{layer.width}") if isinstance(layer.width, int) else None
+
+
+_CONSTANT = frozenset({int, float, bool, str})  # values that are themselves (a Word may name a parameter)
 
 
 def _ordinal(n: int) -> str:
