@@ -385,49 +385,60 @@ class _Checker:
         return blocks
 
     def infer_all(self, instances: list[Instance], shape: Shape | None) -> tuple[list[NetLayer], int]:
-        """Resolve and infer every instance; return the network's layers and the output layer's index."""
+        """Resolve and infer every instance (consuming the list); return the network's layers and the
+        output layer's index."""
         net: list[NetLayer] = []
-        output = self.infer_list(instances, {} if shape is None else {MODEL_INPUT: (shape, -1)}, net)
+        output = self.infer_list(instances, None if shape is None else -1, net)
         self.report_splits()
-        return net, -1 if output is None else output[1]
+        return net, -1 if output is None else output
 
-    def infer_list(
-        self, instances: list[Instance], known: dict[int, tuple[Shape, int]], net: list[NetLayer]
-    ) -> tuple[Shape, int] | None:
-        """Infer ``instances`` (inputs by index in the list; MODEL_INPUT is ``known``'s entry) into
-        ``net``; return the last one's shape and layer index (None when unknown). Composites expand here."""
-        known = dict(known)
+    def infer_list(self, instances: list[Instance], given: int | None, net: list[NetLayer]) -> int | None:
+        """Infer ``instances`` (inputs by index in the list; MODEL_INPUT is the layer ``given``, -1 the
+        model's input, None unknown) into ``net``; return the last one's layer index (None when unknown).
+        Composites expand here. The list is consumed: each instance is let go once inferred."""
+        known: list[int | None] = []  # by instance: its layer's index in net (-1: the model's input)
         composites = self.expander.composites
-        for i, inst in enumerate(instances):
+        instances.reverse()
+        while instances:
+            inst = instances.pop()
+            known.append(None)
             if inst.merge is None and inst.kind in composites:
-                if inst.inputs[0] in known:
-                    x = known[inst.inputs[0]]
-                    inner = self.expander.composite(inst, x[0][-1])
-                    out = self.infer_list(inner, {MODEL_INPUT: x}, net) if inner else None
-                    if out is not None:
-                        known[i] = out
+                x = self.known(inst.inputs[0], known, given)
+                if x is not None:
+                    inner = self.expander.composite(inst, self.shape(x, net)[-1])
+                    known[-1] = self.infer_list(inner, x, net) if inner else None
                 continue
             call = self.resolve(inst)
             if call is None:
                 continue
             if len(inst.inputs) == 1:  # (most layers: no tuples made but the shapes' key)
-                given = known.get(inst.inputs[0])
-                if given is None:
+                x = self.known(inst.inputs[0], known, given)
+                if x is None:
                     continue  # an input's shape is unknown: the arguments were checked, the shapes cannot be
-                shapes: tuple[Shape, ...] = (given[0],)
-                inputs: tuple[int, ...] = inst.inputs if given[1] == inst.inputs[0] else (given[1],)
+                shapes: tuple[Shape, ...] = (self.shape(x, net),)
+                inputs: tuple[int, ...] = inst.inputs if x == inst.inputs[0] else (x,)
             else:
-                if any(j not in known for j in inst.inputs):
+                found = [self.known(j, known, given) for j in inst.inputs]
+                if None in found:
                     continue
-                shapes = tuple(known[j][0] for j in inst.inputs)
-                inputs = tuple(known[j][1] for j in inst.inputs)
+                inputs = tuple(found)  # type: ignore[arg-type]
+                shapes = tuple(self.shape(j, net) for j in inputs)
                 if inputs == inst.inputs:
                     inputs = inst.inputs  # (the same numbers: one tuple for both)
             layer = self.infer(inst, call, shapes, inputs)
             if layer is not None:
-                known[i] = layer.output_shape, len(net)
+                known[-1] = len(net)
                 net.append(layer)
-        return known.get(len(instances) - 1)
+        return known[-1] if known else None
+
+    @staticmethod
+    def known(j: int, known: list[int | None], given: int | None) -> int | None:
+        """The layer index of instance ``j``'s output (-1: the model's input; None: unknown)."""
+        return known[j] if j >= 0 else given if j == MODEL_INPUT else None
+
+    def shape(self, index: int, net: list[NetLayer]) -> Shape:
+        """The output shape of layer ``index`` (-1: the model's input)."""
+        return net[index].output_shape if index >= 0 else self.input_shape
 
     def report_splits(self) -> None:
         """Group norms that cannot split their channels: one error per site, and one for all the
