@@ -237,12 +237,13 @@ def _first(items: Any, sre: Any) -> tuple[set[str] | None, bool]:
 
 
 class _Rule:
-    __slots__ = ("expand1", "name", "origin", "plan", "size", "splice")
+    __slots__ = ("expand1", "keep", "name", "origin", "plan", "size", "splice")
 
     def __init__(self, origin: str, name: str, size: int, expand1: bool, plan: list[list[Any]] | None) -> None:
         self.origin, self.name, self.size, self.expand1 = origin, name, size, expand1
         self.plan = None if plan is None else tuple((int(i), bool(e)) for i, e in plan)
         self.splice = name.startswith("_")
+        self.keep = None if self.plan is None else _keeper(self.plan)
 
 
 def _none(extent: Tok | None, children: list[Any]) -> object:
@@ -329,7 +330,7 @@ class Tables:
             method = _none if rule.splice else getattr(methods, rule.name, None)
             how = _SPLICE if rule.splice else _EXPAND1 if rule.expand1 else _CALL
             nests = int(rule.name in nesting_rules)
-            keep = None if rule.plan is None else _keeper(rule.plan)
+            keep = rule.keep
             shape = _GENERAL
             if rule.size == 1 and keep is None:
                 shape = _WRAP if how == _SPLICE else _PASS if how == _EXPAND1 else _UNIT
@@ -353,8 +354,14 @@ def _keeper(plan: tuple[tuple[int, bool], ...]) -> Callable[[list[Any]], list[An
         if len(indices) == 1:
             (only,) = indices
             return lambda children: [children[only]]
+        if len(indices) == 2:
+            one, two = indices
+            return lambda children: [children[one], children[two]]
         pick = operator.itemgetter(*indices)
         return lambda children: list(pick(children))
+    if len(plan) == 2 and not plan[0][1]:  # an item and a list: CALL _args of call_layer
+        (head, _), (rest, _) = plan
+        return lambda children: [children[head], *children[rest]]
     if len(plan) == 2 and plan[0][1]:  # a list and one more item, or a list and another list
         (first, _), (then, expand) = plan
         if expand:
