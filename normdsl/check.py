@@ -273,13 +273,13 @@ class _Checker:
         )
 
     def blocks_in(self, net: list[NetLayer]) -> set[str]:
-        """The blocks the layers sit in (each distinct tuple of blocks looked at once)."""
+        """The blocks the layers sit in (the layers of one block use share a tuple: each looked at once)."""
         found: set[str] = set()
-        seen: set[int] = set()
+        blocks: tuple[str, ...] = ()
         for layer in net:
-            if id(layer.blocks) not in seen:  # (the tuples are alive in net: ids stay theirs)
-                seen.add(id(layer.blocks))
-                found.update(layer.blocks)
+            if layer.blocks is not blocks:
+                blocks = layer.blocks
+                found.update(blocks)
         return found
 
     def scale(self, overrides: dict[str, object]) -> Scaling:
