@@ -321,6 +321,10 @@ class Tables:
         self.allowed = [scanner.allowed for scanner in self.scanner_of_state]
         self.unless = [scanner.unless for scanner in self.scanner_of_state]
         self.special = {kind: (kind in self.newline, kind in self.ignore) for kind in self.newline | self.ignore}
+        self.plain = [  # per state, the tokens taken as they are matched
+            allowed - self.newline - self.ignore - set(unless) - {"INT"}
+            for allowed, unless in zip(self.allowed, self.unless, strict=True)
+        ]
 
     def reductions(self, methods: object, layer_rules: frozenset[str], nesting_rules: frozenset[str]) -> list[_Reduce]:
         """Per rule: its size, origin, what it makes (_CALL, _SPLICE or _EXPAND1), the method building its
@@ -409,7 +413,7 @@ def run(
     extent and its children as the rule reduces; the start rule's value is returned."""
     rules = tables.reductions(methods, layer_rules, nesting_rules)
     actions, by_first, end_state = tables.actions, tables.by_first, tables.end
-    allowed, unless, special = tables.allowed, tables.unless, tables.special
+    allowed, unless, special, plain = tables.allowed, tables.unless, tables.special, tables.plain
     new = tuple.__new__
     state = tables.start
     below: list[int] = []  # the state each value was pushed in (the one to go back to when it is reduced)
@@ -426,34 +430,39 @@ def run(
             if m is None:
                 raise Unsupported
             kind = m.lastgroup
-            if kind not in allowed[state]:  # (the contextual lexer's own choice in this state)
-                m = tables.scanner_of_state[state].regex(tables.patterns).match(text, pos)
-                if m is None:
-                    raise Unsupported
-                kind = m.lastgroup
-            assert kind is not None
-            value = m.group()
-            start, token_line, token_line_start = pos, line, line_start
-            pos = m.end()
-            newline_or_ignored = special.get(kind)
-            if newline_or_ignored is not None:
-                if newline_or_ignored[0]:
-                    count = value.count("\n")
-                    if count:
-                        line += count
-                        line_start = start + value.rindex("\n") + 1
-                if newline_or_ignored[1]:
-                    continue
-            retype = unless[state].get(kind)
-            if retype is not None:
-                kind = retype.get(value, kind)
-            if kind == "INT":
-                nodes += 1
-                if nodes > max_nodes:
-                    raise Unsupported
-            token = new(
-                Tok, (value, kind, token_line, start - token_line_start + 1, start, line, pos - line_start + 1, pos)
-            )
+            if kind in plain[state]:  # (most tokens: in the state's choice, on one line, not counted or retyped)
+                start = pos
+                pos = m.end()
+                token = new(Tok, (m[0], kind, line, start - line_start + 1, start, line, pos - line_start + 1, pos))
+            else:
+                if kind not in allowed[state]:  # (the contextual lexer's own choice in this state)
+                    m = tables.scanner_of_state[state].regex(tables.patterns).match(text, pos)
+                    if m is None:
+                        raise Unsupported
+                    kind = m.lastgroup
+                assert kind is not None
+                value = m.group()
+                start, token_line, token_line_start = pos, line, line_start
+                pos = m.end()
+                newline_or_ignored = special.get(kind)
+                if newline_or_ignored is not None:
+                    if newline_or_ignored[0]:
+                        count = value.count("\n")
+                        if count:
+                            line += count
+                            line_start = start + value.rindex("\n") + 1
+                    if newline_or_ignored[1]:
+                        continue
+                retype = unless[state].get(kind)
+                if retype is not None:
+                    kind = retype.get(value, kind)
+                if kind == "INT":
+                    nodes += 1
+                    if nodes > max_nodes:
+                        raise Unsupported
+                token = new(
+                    Tok, (value, kind, token_line, start - token_line_start + 1, start, line, pos - line_start + 1, pos)
+                )
         else:
             token, kind = None, "$END"
         while True:
