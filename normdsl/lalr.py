@@ -295,9 +295,9 @@ class _ByFirst(dict[str, Callable[[str, int], "re.Match[str] | None"]]):
 
 
 class Tables:
-    """Exported tables made ready to run: one pattern of every terminal in lark's order (the first
-    terminal it matches is the contextual lexer's choice whenever the state accepts that terminal), and
-    the gotos with chains of unit reductions that build nothing spliced in (see :meth:`_chained`)."""
+    """Exported tables made ready to run: per character, one pattern of the terminals that can start with
+    it in lark's order (the first terminal it matches is the contextual lexer's choice whenever the state
+    accepts that terminal), and the states' actions with gotos chained (see :func:`_chained`)."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         if data.get("format") != FORMAT:
