@@ -15,7 +15,6 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from normdsl._paths import data_dir
@@ -65,7 +64,7 @@ def _lark() -> Lark:
     grammar = _grammar()
     key = hashlib.sha256(f"{grammar}{_OPTIONS}{lark_version}{sys.version_info[:2]}".encode()).hexdigest()
     folder = cache_folder()
-    cached = _read_cache(folder / f"parser-{key[:16]}.json", key) if folder else None
+    cached = _read_cache(os.path.join(folder, f"parser-{key[:16]}.json"), key) if folder else None
     if cached is not None:
         return cached
     parser = Lark(grammar, **_OPTIONS, **_hooks())
@@ -88,7 +87,7 @@ def _tables() -> Tables | None:
     stamp = [grammar, _lark_stamp(), list(sys.version_info[:2]), FORMAT]  # (two normdsl versions: two files)
     folder = cache_folder()
     name = f"tables-{zlib.crc32(repr(stamp).encode()):08x}.json"  # one per grammar, lark and Python: venvs don't take turns
-    cached = _read_json(folder / name) if folder else None
+    cached = _read_json(os.path.join(folder, name)) if folder else None
     if isinstance(cached, dict) and cached.get("stamp") == stamp:
         try:
             tables = Tables(cached["tables"])
@@ -118,7 +117,7 @@ def _lark_stamp() -> list[object]:
     return [origin, st.st_size, st.st_mtime_ns]
 
 
-def cache_folder() -> Path | None:
+def cache_folder() -> str | None:
     """``$XDG_CACHE_HOME/normdsl`` (an absolute XDG_CACHE_HOME only, as the XDG spec says) or
     ``$HOME/.cache/normdsl``, if it is a real folder of this user that no one else can write to;
     None without HOME, with NORMDSL_NO_CACHE set, or when the folder is not safe."""
@@ -126,14 +125,14 @@ def cache_folder() -> Path | None:
         return None
     xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
     if os.path.isabs(xdg):
-        base = Path(xdg)
+        base = xdg
     elif os.path.isabs(home):
-        base = Path(home) / ".cache"
+        base = os.path.join(home, ".cache")
     else:
         return None
-    folder = base / "normdsl"
+    folder = os.path.join(base, "normdsl")  # (os.path, not pathlib: pathlib costs a check's start 4 ms)
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         return folder if _ours(os.lstat(folder), stat.S_ISDIR) else None
     except OSError:
         return None
@@ -144,7 +143,7 @@ def _ours(st: os.stat_result, kind: Callable[[int], bool]) -> bool:
     return kind(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0
 
 
-def _read_json(path: Path, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+def _read_json(path: str, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
     """A cache file's JSON, if it is a regular file of this user no one else can write, not too large;
     else None."""
     try:
@@ -161,7 +160,7 @@ def _read_json(path: Path, object_hook: Callable[[dict[str, Any]], Any] | None =
         return None
 
 
-def _read_cache(path: Path, key: str) -> Lark | None:
+def _read_cache(path: str, key: str) -> Lark | None:
     from lark import Lark
 
     cached = _read_json(path, object_hook=_int_keys)
@@ -188,7 +187,7 @@ def _int_keys(d: dict[str, object]) -> dict[object, object]:
     return {int(k) if k.isdigit() else k: v for k, v in d.items()}
 
 
-def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
+def _write_cache(folder: str, name: str, key: str, parser: Lark) -> None:
     """Write the tables to a private temporary file in the folder and rename it into place."""
     from lark.grammar import Rule
     from lark.lexer import TerminalDef
@@ -198,7 +197,7 @@ def _write_cache(folder: Path, name: str, key: str, parser: Lark) -> None:
     _write_json(folder, name, {"key": key, "data": data, "memo": memo})
 
 
-def _write_json(folder: Path, name: str, content: object) -> None:
+def _write_json(folder: str, name: str, content: object) -> None:
     """Write JSON to a private temporary file in the folder and rename it into place."""
     import tempfile
 
@@ -207,7 +206,7 @@ def _write_json(folder: Path, name: str, content: object) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(content, f)
-            os.replace(tmp, folder / name)
+            os.replace(tmp, os.path.join(folder, name))
         except BaseException:
             os.unlink(tmp)
             raise

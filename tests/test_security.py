@@ -265,7 +265,7 @@ def test_the_cache_folder_must_be_private_and_absolute(tmp_path: Path, monkeypat
     assert cache_folder() is None
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_folder() == tmp_path / "home" / ".cache" / "normdsl"
+    assert cache_folder() == str(tmp_path / "home" / ".cache" / "normdsl")
     monkeypatch.delenv("HOME")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.chdir(tmp_path)
