@@ -7,6 +7,7 @@ emitters read everything from here.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -415,19 +416,13 @@ def split_problem(channels: list[int], groups: int) -> Problem:
 _DIVISOR_SEARCH = 1024  # divisors are sought up to this (and their cofactors): a hint costs microseconds
 
 
+@functools.lru_cache(maxsize=1024)  # a failing group norm's hint is wanted again for its error message
 def _divisors(n: int, shown: int = 24) -> str:
     """n's divisors in order (beyond ``shown`` of them, the smallest and largest); for n above
     _DIVISOR_SEARCH², only those up to _DIVISOR_SEARCH and their cofactors, and the hint says so."""
-    small, large = [], []
-    d = 1
-    while d * d <= n and d <= _DIVISOR_SEARCH:
-        if n % d == 0:
-            small.append(d)
-            if d * d != n:
-                large.append(n // d)
-        d += 1
-    found = small + large[::-1]
-    partial = d * d <= n  # stopped early: divisors between the two lists were not sought
+    small = [d for d in range(1, min(math.isqrt(n), _DIVISOR_SEARCH) + 1) if n % d == 0]
+    found = small + [n // d for d in reversed(small) if d * d != n]
+    partial = n >= (_DIVISOR_SEARCH + 1) ** 2  # stopped early: divisors between the two lists were not sought
     if len(found) <= shown and not partial:
         return ", ".join(map(str, found))
     half = min(shown // 2, len(small))
