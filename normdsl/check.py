@@ -11,12 +11,12 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TypedDict, assert_never
+from typing import TYPE_CHECKING, TypedDict, assert_never
 
-from normdsl import modules, plugins, scaling
+from normdsl import plugins, scaling
 from normdsl.ast import (
     Arg,
     BinOp,
@@ -49,12 +49,14 @@ from normdsl.layers import (
     split_problem,
 )
 from normdsl.limits import DEFAULT_LIMITS, Limits
-from normdsl.modules import Home
 from normdsl.network import NORM, NetLayer, Network, flag
 from normdsl.parser import parse
 from normdsl.resolve import resolve
 from normdsl.scaling import Moved, Scaling, nearest_multiple
 from normdsl.util import paused_gc
+
+if TYPE_CHECKING:
+    from normdsl.modules import Home
 
 DEFAULT_INPUT: Shape = (224, 224, 3)  # the seed notebook's shape
 
@@ -211,8 +213,13 @@ class _Checker:
         regroup: bool = False,
     ) -> Network:
         self.replacements = replacements
-        self.used = modules.load(self.spec, self.limits)
-        self.diagnostics += self.used.diagnostics
+        self.used: dict[str, tuple[BlockDef, Home]] = {}  # the blocks of the files the spec uses
+        if self.spec.uses:  # (modules, and pathlib with it, only then: each costs a check's start milliseconds)
+            from normdsl import modules
+
+            loaded = modules.load(self.spec, self.limits)
+            self.used = loaded.blocks
+            self.diagnostics += loaded.diagnostics
         self.scaling = dataclasses.replace(self.scale(dict(overrides or {})), moved=moved)
         if input_shape is None and self.scaling.input is not None:  # the scale's resolution (EfficientNet B1: 240)
             channels = self.spec.input.shape[-1] if self.spec.input is not None else DEFAULT_INPUT[-1]
@@ -332,7 +339,7 @@ class _Checker:
         blocks: dict[str, BlockDef] = {}
         homes: dict[str, Home | None] = {}
         own = [(block, None) for block in self.spec.blocks]
-        for block, home in [*own, *self.used.blocks.values()]:
+        for block, home in [*own, *self.used.values()]:
             where = None if home is None else (home.filename, home.source)
             if block.name in KINDS:
                 hint = f"rename the block, e.g. my_{block.name}"
@@ -869,5 +876,5 @@ def _whole(spec: Spec) -> Span:
 
 
 def _model_name(filename: str) -> str:
-    stem = re.sub(r"\W", "_", Path(filename).stem, flags=re.ASCII).strip("_")
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(filename))[0], flags=re.ASCII).strip("_")
     return stem if stem and not stem[0].isdigit() and filename != "<spec>" else "model"
