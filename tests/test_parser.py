@@ -113,6 +113,27 @@ def test_parsing_never_imports_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code, str(EXAMPLES[0])], check=True)
 
 
+def test_a_check_from_the_command_line_loads_only_what_it_uses() -> None:
+    """What makes `normdsl check` start fast (issue 20): no other command's modules, no lark (the cached tables),
+    no pathlib, and no normdsl.modules for a spec without `use`; with a `use`, they load."""
+    import subprocess
+    import sys
+
+    unused = {"normdsl.diagrams", "normdsl.target_torch", "normdsl.fmt", "normdsl.emit_source", "normdsl.modules"}
+    code = (
+        "import sys; from normdsl import cli; code = cli.main(['check', sys.argv[1]]);"
+        "print(sorted(m for m in sys.modules if m in {*sys.argv[2:], 'lark', 'pathlib'}))"
+    )
+    resnet = next(p for p in EXAMPLES if p.stem == "resnet50")
+    run = [sys.executable, "-c", code, str(resnet), *unused]
+    subprocess.run(run, capture_output=True, text=True, check=True)  # (the tables cached, if not yet)
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()[-1] == "[]"
+    uses = next(p for p in EXAMPLES if "\nuse " in "\n" + p.read_text())
+    loaded = subprocess.run([*run[:3], str(uses), *unused], capture_output=True, text=True, check=True).stdout
+    loaded = loaded.splitlines()[-1]
+    assert "normdsl.modules" in loaded and "pathlib" in loaded
+
+
 def test_checking_imports_neither_jinja_nor_black() -> None:
     import subprocess
     import sys
