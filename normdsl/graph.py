@@ -283,10 +283,7 @@ class Expander:
                 break
         if args is None:
             return UNKNOWN
-        if not stack:
-            span, text = layer.span, self.text(self.spec.source[layer.span.start : layer.span.end])
-        else:
-            span, text = self.where(layer.span, stack)
+        span, text = self.where(layer.span, stack)
         written = None if span is layer.span else layer.span
         return self.add(layer.kind, (x,), span, text, stack, width, args, written=written)
 
