@@ -306,7 +306,7 @@ class Tables:
         self.by_first = _ByFirst(self.patterns, data["buckets"])
         self.newline = frozenset(data["newline"])
         self.ignore = frozenset(data["ignore"])
-        self.states: list[dict[str, int]] = data["states"]
+        self.states: list[dict[str, int]] = data["states"]  # the actions, gotos chained when exported
         self.rules = [_Rule(*r) for r in data["rules"]]
         scanners = [_Scanner(names, unless) for names, unless in data["scanners"]]
         self.scanner_of_state = [scanners[i] for i in data["scanner_of_state"]]
@@ -317,7 +317,6 @@ class Tables:
         if any(rule.size == 0 and rule.origin != "start" for rule in self.rules):
             # (the driver takes a node's extent from its first and last child: every node but the root has one)
             raise NotImplementedError("normdsl: a grammar rule that derives nothing")
-        self.actions = self.states  # (gotos chained when exported)
         self.allowed = [scanner.allowed for scanner in self.scanner_of_state]
         self.unless = [scanner.unless for scanner in self.scanner_of_state]
         self.special = {kind: (kind in self.newline, kind in self.ignore) for kind in self.newline | self.ignore}
@@ -412,7 +411,7 @@ def run(
     """Parse ``text``, calling ``methods``'s method named after each rule (or alias) with the node's
     extent and its children as the rule reduces; the start rule's value is returned."""
     rules = tables.reductions(methods, layer_rules, nesting_rules)
-    actions, by_first, end_state = tables.actions, tables.by_first, tables.end
+    actions, by_first, end_state = tables.states, tables.by_first, tables.end
     allowed, unless, special, plain = tables.allowed, tables.unless, tables.special, tables.plain
     new = tuple.__new__
     state = tables.start
@@ -423,13 +422,14 @@ def run(
     pos, line, line_start, length = 0, 1, 0, len(text)
     nodes = layers = 0
     token: Tok | None
+    kind: str
     result: Any
     while True:
         if pos < length:
             m = by_first[text[pos]](text, pos)
             if m is None:
                 raise Unsupported
-            kind = m.lastgroup
+            kind = m.lastgroup  # type: ignore[assignment]  # (never None: every alternative is a named group)
             if kind in plain[state]:  # (most tokens: in the state's choice, on one line, not counted or retyped)
                 start = pos
                 pos = m.end()
