@@ -556,7 +556,7 @@ class _ToAst:
         key, value = children
         assert isinstance(key, Tok) and meta is not None
         span = Span(meta[2], meta[3], meta[5], meta[6], meta[4], meta[7])
-        return Arg(self._strings.setdefault(key[0], key[0]), cast(Value, value), span)  # (a value: the grammar's)
+        return Arg(self._string(key[0]), cast(Value, value), span)  # (a value: the grammar's)
 
     def posarg(self, meta: Tok | None, children: list[Value]) -> Arg:
         assert meta is not None
