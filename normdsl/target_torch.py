@@ -32,7 +32,6 @@ from normdsl.layers import KINDS, LayerKind
 from normdsl.network import NetLayer, Network
 from normdsl.pysource import LINE_LENGTH, PyCode, SafeText, comment, formatted, literal, safe_text, width
 
-TARGETS = ("keras", "torch")  # the targets `--target` knows
 _CONVNEXT = "keras.src.applications.convnext"
 
 Args = tuple[object, ...]
@@ -996,4 +995,4 @@ def apply(torch: Any, step: Step, x: Any, owner: Any, name: str | None) -> Any:
     raise AssertionError(step)
 
 
-__all__ = ["TARGETS", "Ctor", "Figures", "TorchLayer", "apply", "check_torch", "make", "problems", "render"]
+__all__ = ["Ctor", "Figures", "TorchLayer", "apply", "check_torch", "make", "problems", "render"]
