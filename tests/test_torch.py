@@ -9,6 +9,7 @@ softmax would hide any difference."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import black
 import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT, readme_sessions
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from strategies import random_model, spec_text
 
 import normdsl
@@ -246,6 +247,7 @@ def test_random_specs_give_black_code_and_the_same_function_in_both_frameworks(k
         net = normdsl.check(spec_text(*model))
     except normdsl.SpecError:
         return  # the oracle tests cover invalid specs
+    assume(not statistics_of_one_value(net))  # (test_statistics_of_one_value_give_the_offset_in_both)
     found = target_torch.problems(net)
     assert all("(--target torch)" in d.message for d in found)
     if found:
@@ -254,9 +256,54 @@ def test_random_specs_give_black_code_and_the_same_function_in_both_frameworks(k
     assert black.format_str(code, mode=black.Mode()) == code
     assert unexpected_code(code, target="torch") == []
     expected, direct, generated = outputs(keras, net, batch=3)
-    # (absolute too: a layer norm over one channel outputs its offset, plus Keras's rounding noise)
     np.testing.assert_allclose(direct, expected, rtol=TOLERANCE, atol=TOLERANCE)
     np.testing.assert_allclose(generated, expected, rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def statistics_of_one_value(net: normdsl.Network) -> bool:
+    """Whether a normalization takes its mean and variance over a single value (a layer norm over one
+    channel, an instance norm over one pixel, a group norm of one value a group): its output is then
+    its offset, and Keras's is the offset plus its rounding of x - mean amplified by 1/sqrt(eps)."""
+    for layer in net.layers:
+        pixels, channels = math.prod(layer.input_shape[:-1]), layer.input_shape[-1]
+        groups = dict(layer.kwargs).get("groups")
+        per_group = {"ln": channels, "in": pixels, "gn": pixels * channels // groups if isinstance(groups, int) else 0}
+        if per_group.get(layer.kind) == 1:
+            return True
+    return False
+
+
+# one value a group: ln over one channel (of 4 pixels), in and gn over one pixel (of 1 or 4 channels)
+ONE_VALUE = [
+    "input(2, 2, 3)\nconv1(k=1) ln",
+    "input(1, 1, 3)\nconv4(k=1) in",
+    "input(1, 1, 3)\nconv1(k=1) gn(1)",
+    "input(1, 1, 3)\nconv4(k=1) gn(4)",
+]
+
+
+@pytest.mark.parametrize("spec", ONE_VALUE)
+@pytest.mark.parametrize("eps", [1e-5, 1e-3])
+def test_statistics_of_one_value_give_the_offset_in_both(keras: Any, spec: str, eps: float) -> None:
+    """The case the random specs above leave out, with its own bound: the output is the offset beta (x -
+    mean is 0), up to each framework's rounding of x - mean, a few ulps of x, times gamma / sqrt(eps)."""
+    net = normdsl.check(spec[:-1] + f", eps={eps})" if spec.endswith(")") else spec + f"(eps={eps})")
+    assert statistics_of_one_value(net)
+    keras.backend.clear_session()
+    model = normdsl.build_model(net)
+    randomize(model)
+    module = normdsl.build_module(net).eval()
+    normdsl.copy_weights(model, module)
+    x = np.random.default_rng(2).normal(0.5, 1.0, (5, *net.input_shape)).astype(np.float32)
+    gamma, beta = (w.numpy() for w in model.layers[-1].weights)
+    normalized = model.layers[-2](x).numpy()
+    bound = 4 * np.finfo(np.float32).eps * np.abs(normalized).max() * np.abs(gamma).max() / np.sqrt(eps)
+    with torch.no_grad():
+        direct = nhwc(module(nchw(x)))
+    offset = np.broadcast_to(beta, direct.shape)
+    assert np.abs(offset).min() > 10 * bound  # (an offset that rounding cannot be mistaken for)
+    np.testing.assert_allclose(direct, offset, rtol=0, atol=bound)
+    np.testing.assert_allclose(model(x, training=False).numpy(), offset, rtol=0, atol=bound)
 
 
 TRAINED = """
