@@ -198,7 +198,8 @@ def _write_cache(folder: str, name: str, key: str, parser: Lark) -> None:
 
 
 def _write_json(folder: str, name: str, content: object) -> None:
-    """Write JSON to a private temporary file in the folder and rename it into place."""
+    """Write JSON to a private temporary file in the folder and rename it into place; then remove the
+    oldest files of its kind beyond the newest ``_KEPT``."""
     import tempfile
 
     try:
@@ -210,8 +211,24 @@ def _write_json(folder: str, name: str, content: object) -> None:
         except BaseException:
             os.unlink(tmp)
             raise
+        _prune(folder, name.split("-", 1)[0] + "-")
     except (OSError, TypeError, ValueError):
         pass  # no cache, then: the next start builds the parser again
+
+
+_KEPT = 8  # files of each kind (tables-, parser-) kept in the cache folder
+
+
+def _prune(folder: str, prefix: str) -> None:
+    """Each installation (venv, lark, Python, grammar) has its own cache file, so the folder would grow by
+    one file per new virtual environment forever: keep the ``_KEPT`` most recently written (an installation
+    whose file goes exports its tables again on its next start)."""
+    with os.scandir(folder) as entries:
+        files = [e for e in entries if e.name.startswith(prefix) and e.name.endswith(".json") and e.is_file()]
+    files.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+    for old in files[_KEPT:]:
+        with contextlib.suppress(OSError):  # (another process removed it first)
+            os.unlink(old.path)
 
 
 def parse(text: str, *, filename: str = "<spec>", limits: Limits = DEFAULT_LIMITS) -> Spec:

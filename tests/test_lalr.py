@@ -126,6 +126,29 @@ def test_two_installations_keep_their_own_tables(tmp_path: Path, monkeypatch: py
     assert len(names[0]) == 1 and len(names[1]) == 2 and names[0][0] in names[1]
 
 
+def test_the_cache_folder_keeps_the_newest_tables_of_each_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One tables file per installation would grow the folder by a file per new virtual environment: writing
+    one keeps the most recent files of its kind (the one just written among them) and no other file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("NORMDSL_NO_CACHE", raising=False)
+    folder = tmp_path / "normdsl"
+    folder.mkdir(mode=0o700)
+    olds = [folder / f"tables-old{i:02}.json" for i in range(12)]
+    for age, old in enumerate(olds):
+        old.write_text("{}")
+        os.utime(old, (1e9 - age, 1e9 - age))  # old00 the newest of them
+    other = folder / "notes.txt"
+    other.write_text("not ours")
+    monkeypatch.setattr(parser, "_lark_stamp", lambda: ["/venv-new/lark/__init__.py", 1, 2])
+    parser._tables.cache_clear()
+    assert parser._tables() is not None
+    parser._tables.cache_clear()
+    kept = sorted(p.name for p in folder.glob("tables-*.json"))
+    new = [name for name in kept if "old" not in name]
+    assert len(new) == 1 and len(kept) == parser._KEPT and other.exists()
+    assert sorted(set(kept) - set(new)) == [p.name for p in olds[: parser._KEPT - 1]]  # the newest old ones
+
+
 def test_the_tables_are_cached_exported_again_when_stale_and_the_check_path_imports_no_lark(tmp_path: Path) -> None:
     """A first run exports the tables (lark imported); later runs read them and import no lark at all; a
     cache for other grammar text (a stale or planted file) is exported over."""
