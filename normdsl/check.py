@@ -666,32 +666,32 @@ class _Checker:
 def _constant_output(layer: NetLayer) -> tuple[str, str] | None:
     """Why the layer outputs the same whatever its input, and a hint (None when it does not): a
     normalization whose mean and variance are over a single value outputs its offset (x - mean is 0),
-    a softmax over a single value is 1 (a log_softmax 0)."""
-    kwargs = dict(layer.kwargs)
-    activation = layer.args[0] if layer.keras_class == "Activation" and layer.args else kwargs.get("activation")
-    if activation in ("softmax", "log_softmax") and layer.output_shape[-1:] == (1,):
-        always = 1 if activation == "softmax" else 0
-        hint = "for one output (a binary classifier) use sigmoid, or give the layer more units"
-        return f"{layer.text}: a {activation} over one value always outputs {always}", hint
-    if kwargs.get("axis") != -1:
-        return None
-    pixels, channels, groups = math.prod(layer.input_shape[:-1]), layer.input_shape[-1], kwargs.get("groups")
-    if layer.keras_class == "LayerNormalization" and channels == 1:
-        over, hint = (
-            "over one channel",
-            "a layer norm needs more than one channel: put it before the layer that narrows to one, or use bn",
-        )
-    elif layer.keras_class == "GroupNormalization" and pixels == 1 and groups == -1:
-        over, hint = (
-            "each channel over one value",
-            "an instance norm needs more than one pixel: put it before the pooling, flatten or dense, or use ln",
-        )
-    elif layer.keras_class == "GroupNormalization" and pixels == 1 and groups == channels:
-        over, hint = (
-            f"each of its {groups} groups over one value",
-            "use fewer groups, or put it before the pooling, flatten or dense",
-        )
+    a softmax over a single value is 1 (a log_softmax 0). (It runs for every layer: the shapes and the
+    class are looked at before the keyword arguments.)"""
+    keras_class, shape = layer.keras_class, layer.input_shape
+    if layer.output_shape[-1:] == (1,):
+        kwargs = dict(layer.kwargs)
+        activation = layer.args[0] if keras_class == "Activation" and layer.args else kwargs.get("activation")
+        if activation in ("softmax", "log_softmax"):
+            always = 1 if activation == "softmax" else 0
+            hint = "for one output (a binary classifier) use sigmoid, or give the layer more units"
+            return f"{layer.text}: a {activation} over one value always outputs {always}", hint
+    if keras_class == "LayerNormalization" and shape[-1] == 1:
+        over = "over one channel"
+        hint = "a layer norm needs more than one channel: put it before the layer that narrows to one, or use bn"
+    elif keras_class == "GroupNormalization" and math.prod(shape[:-1]) == 1:
+        groups = dict(layer.kwargs).get("groups")
+        if groups == -1:
+            over = "each channel over one value"
+            hint = "an instance norm needs more than one pixel: put it before the pooling, flatten or dense, or use ln"
+        elif groups == shape[-1]:
+            over = f"each of its {groups} groups over one value"
+            hint = "use fewer groups, or put it before the pooling, flatten or dense"
+        else:
+            return None
     else:
+        return None
+    if dict(layer.kwargs).get("axis") != -1:
         return None
     return f"{layer.text} normalizes {over}: it outputs its offset (beta) whatever the input", hint
 
